@@ -1,0 +1,1 @@
+"""Pure evaluation and decision logic: no I/O, no clock, no globals."""

@@ -1,0 +1,1 @@
+"""The Python SDK (local evaluation). Built in the SDK issue."""

@@ -1,0 +1,1 @@
+"""The interlock service. Needs the `server` extra: pip install "interlock[server]"."""
