@@ -12,12 +12,14 @@ from typing import Annotated, Any, NoReturn
 
 try:
     import typer
+
+    HAVE_SERVER = True
 except ImportError:  # pragma: no cover - the base install has no CLI
-    typer = None  # type: ignore[assignment]
+    HAVE_SERVER = False
 
 
 def main() -> None:
-    if typer is None:
+    if not HAVE_SERVER:
         sys.stderr.write(
             'interlock: the command line needs the server extra: pip install "interlock[server]"\n'
         )
@@ -30,7 +32,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise SystemExit(code)
 
 
-if typer is not None:
+if HAVE_SERVER:
     from sqlalchemy.exc import OperationalError
 
     from interlock.server.settings import Settings, SettingsError, load_settings
@@ -200,7 +202,7 @@ if typer is not None:
             found_project = projects.find_project(session, project)
             if found_project is None:
                 _fail(f"no project {project!r}", 2)
-        if environment:
+        if environment and found_project is not None:
             found_environment = next(
                 (e for e in found_project.environments if e.key == environment), None
             )

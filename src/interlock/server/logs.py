@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -13,7 +15,7 @@ from interlock.server.settings import LogFormat, LogLevel
 SECRET_FIELDS = frozenset({"authorization", "password", "api_key", "key", "token", "secret_key"})
 
 
-def _redact(_logger: object, _name: str, event: dict[str, object]) -> dict[str, object]:
+def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for field in SECRET_FIELDS & event.keys():
         event[field] = "***"
     return event
@@ -56,5 +58,5 @@ def configure_logging(level: LogLevel = LogLevel.INFO, fmt: LogFormat = LogForma
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
-def _noop(_logger: object, _name: str, event: dict[str, object]) -> dict[str, object]:
+def _noop(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     return event

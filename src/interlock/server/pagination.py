@@ -44,7 +44,7 @@ def decode_cursor(cursor: str) -> int:
 
 def paginate(
     session: Session,
-    statement: Select[tuple[T]],
+    statement: Select[Any],
     id_column: InstrumentedAttribute[int],
     *,
     limit: int,
@@ -56,7 +56,7 @@ def paginate(
         after = decode_cursor(cursor)
         statement = statement.where(id_column < after if newest_first else id_column > after)
     order = id_column.desc() if newest_first else id_column.asc()
-    rows = session.scalars(statement.order_by(order).limit(limit + 1)).all()
+    rows: Sequence[T] = session.scalars(statement.order_by(order).limit(limit + 1)).all()
     if len(rows) <= limit:
         return rows, None
     page = rows[:limit]

@@ -37,7 +37,11 @@ class Verdict:
 
 class RateLimiter:
     def __init__(self, redis_url: str | None = None) -> None:
-        storage: Storage = storage_from_string(redis_url) if redis_url else MemoryStorage()
+        storage: Storage = MemoryStorage()
+        if redis_url:
+            shared = storage_from_string(redis_url)
+            assert isinstance(shared, Storage)
+            storage = shared
         self._limiter = MovingWindowRateLimiter(storage)
         self._storage = storage
 

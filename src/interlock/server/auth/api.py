@@ -22,7 +22,7 @@ from interlock.server.auth.deps import (
     request_id,
 )
 from interlock.server.auth.models import ApiKey, User
-from interlock.server.auth.roles import Action, Grant, allowed, can_see_project
+from interlock.server.auth.roles import Action, Grant, Role, allowed, can_see_project
 from interlock.server.auth.schemas import (
     KeyCreate,
     KeyOut,
@@ -255,7 +255,7 @@ def key_out(session: Session, key: ApiKey, value: str | None = None) -> KeyOut:
     return KeyOut(
         id=key.id,
         name=key.name,
-        role=key.role,  # type: ignore[arg-type]
+        role=Role(key.role),
         hint=key.hint,
         project=snapshot["project"],
         environment=snapshot["environment"],
