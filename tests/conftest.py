@@ -51,7 +51,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_schema_url() -> Iterator[str]:
     """A fresh, migrated schema for this worker in database `test`."""
-    schema = f"interlock_test_{_worker()}"
+    # The pid keeps concurrent test runs on one machine out of each other's schemas.
+    schema = f"interlock_test_{_worker()}_{os.getpid()}"
     try:
         admin = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
         with admin.begin() as connection:
