@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 try:
@@ -43,7 +44,7 @@ if HAVE_SERVER:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+    db_app = typer.Typer(help="Database schema and backups.", no_args_is_help=True)
     users_app = typer.Typer(help="UI accounts.", no_args_is_help=True)
     keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
     audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
@@ -183,6 +184,41 @@ if HAVE_SERVER:
         with _database(settings, prepare=False) as db:
             print(f"database: {current_revision(db.engine) or 'empty'}")
             print(f"code:     {head_revision()}")
+
+    @db_app.command("backup")
+    def db_backup(
+        file: Annotated[Path, typer.Argument(help="Where to write the backup.")],
+    ) -> None:
+        """Write a consistent copy of the database to FILE; safe while the server runs."""
+        from interlock.server.db import backup
+
+        settings = _settings()
+        try:
+            info = backup.backup(settings.effective_database_url, file)
+        except backup.BackupError as exc:
+            _fail(str(exc))
+        entries = "" if info.audit_entries is None else f", {info.audit_entries} audit entries"
+        sys.stderr.write(
+            f"interlock: backed up {settings.redacted()['database_url']} to {file} "
+            f"({info.kind}, schema {info.revision}{entries}, {info.size} bytes)\n"
+        )
+
+    @db_app.command("restore")
+    def db_restore(
+        file: Annotated[Path, typer.Argument(help="A file written by `interlock db backup`.")],
+    ) -> None:
+        """Replace the database's contents with the backup in FILE. Stop the server first."""
+        from interlock.server.db import backup
+
+        settings = _settings()
+        try:
+            info = backup.restore(settings.effective_database_url, file)
+        except backup.BackupError as exc:
+            _fail(str(exc))
+        sys.stderr.write(
+            f"interlock: restored {file} into {settings.redacted()['database_url']} "
+            f"(schema {info.revision})\n"
+        )
 
     def _role(value: str) -> Any:
         from interlock.server.auth.roles import Role
