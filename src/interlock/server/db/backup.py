@@ -22,14 +22,17 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from interlock.server.db.engine import BUSY_TIMEOUT_MS, WRITE_LOCK_KEY
-from interlock.server.db.migrate import known_revisions
+from interlock.server.db.migrate import MIGRATIONS
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PG_DUMP_MAGIC = b"PGDMP"
@@ -142,10 +145,17 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
+@lru_cache(maxsize=1)
+def _known_revisions() -> frozenset[str]:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return frozenset(s.revision for s in ScriptDirectory.from_config(config).walk_revisions())
+
+
 def _check_revision(revision: str | None, source: Path) -> None:
     if revision is None:
         raise BackupError(f"{source} is not an interlock backup (its schema has no revision)")
-    if revision not in known_revisions():
+    if revision not in _known_revisions():
         raise BackupError(
             f"{source} holds schema revision {revision}, which this interlock does not know: "
             "it was made by a newer interlock; restore it with that version"
