@@ -156,6 +156,41 @@ if HAVE_SERVER:
             **common,
         )
 
+    @app.command()
+    def worker(
+        concurrency: Annotated[int, typer.Option(min=1, max=64, help="Job threads.")] = 2,
+        queue: Annotated[
+            list[str] | None,
+            typer.Option(metavar="Q", help="Take jobs from this queue only (repeatable)."),
+        ] = None,
+        burst: Annotated[bool, typer.Option(help="Run what is queued, then exit.")] = False,
+    ) -> None:
+        """Run background jobs (Redis or PostgreSQL). SIGTERM lets running jobs finish."""
+        import signal
+
+        from interlock.server.jobs.runner import Runner
+        from interlock.server.jobs.system import JobSystem
+        from interlock.server.logs import configure_logging
+
+        settings = _settings()
+        configure_logging(settings.log_level, settings.log_format)
+        with _database(settings) as db:
+            system = JobSystem(settings, db)
+            runner = Runner(system, concurrency=concurrency, queues=queue, burst=burst)
+
+            def on_signal(signum: int, _frame: Any) -> None:
+                sys.stderr.write(
+                    f"interlock: {signal.Signals(signum).name}: finishing running jobs\n"
+                )
+                runner.request_stop()
+
+            signal.signal(signal.SIGTERM, on_signal)
+            signal.signal(signal.SIGINT, on_signal)
+            runner.start()
+            runner.wait()
+            runner.stop()
+            system.close()
+
     @db_app.command("upgrade")
     def db_upgrade() -> None:
         """Migrate the database schema to this version of interlock."""

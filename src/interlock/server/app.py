@@ -14,6 +14,9 @@ from interlock.server.auth.api import router as auth_router
 from interlock.server.db import migrate
 from interlock.server.db.engine import Database
 from interlock.server.errors import install_problem_handlers
+from interlock.server.jobs.api import router as jobs_router
+from interlock.server.jobs.runner import Runner
+from interlock.server.jobs.system import JobSystem
 from interlock.server.logs import configure_logging
 from interlock.server.middleware import BodyGuardMiddleware, EdgeMiddleware
 from interlock.server.ops.api import router as ops_router
@@ -32,10 +35,19 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """Build the service. Refuses (SchemaOutdated) a database whose schema is not current."""
     database = db or Database(settings.effective_database_url)
     migrate.require_current_schema(database.engine)
+    jobs = JobSystem(settings, database)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        runner = None
+        if settings.jobs_runner or (settings.jobs_runner is None and settings.embedded):
+            # Embedded mode: jobs run in this process, no second command needed.
+            runner = Runner(jobs, concurrency=settings.jobs_concurrency, embedded=True)
+            runner.start()
         yield
+        if runner is not None:
+            runner.stop(timeout=settings.shutdown_grace_seconds)
+        jobs.close()
         if db is None:
             database.dispose()
 
@@ -49,12 +61,14 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.db = database
     app.state.secret_key = settings.resolved_secret_key()
     app.state.limiter = RateLimiter(settings.redis_url)
+    app.state.jobs = jobs
 
     install_problem_handlers(app)
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(projects_router)
     app.include_router(audit_router)
+    app.include_router(jobs_router)
 
     # Outermost last: the edge sees every response (including a 500), metrics see the route.
     app.add_middleware(

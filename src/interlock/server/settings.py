@@ -71,6 +71,30 @@ class Settings(BaseSettings):
         "default", pattern="^(default|minimum)$", description="'minimum' only for tests."
     )
     load_demo_data: bool = True
+    jobs_runner: bool | None = Field(
+        None,
+        description="Run jobs inside `serve`; default: on with SQLite, off with PostgreSQL.",
+    )
+    jobs_concurrency: int = Field(
+        2, ge=1, le=64, description="Job threads of the in-server runner."
+    )
+    jobs_namespace: str = Field(
+        "interlock",
+        pattern=r"^[A-Za-z0-9_]{1,40}$",
+        description="Prefix of the queue names, to share a Redis or database between instances.",
+    )
+    jobs_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="Longest wait between two looks at an idle queue."
+    )
+    jobs_heartbeat_seconds: float = Field(
+        10.0, gt=0, le=3600, description="How often a job worker says it is alive."
+    )
+    jobs_worker_timeout_seconds: float = Field(
+        60.0, gt=0, le=86400, description="A worker silent this long is dead; its jobs are retried."
+    )
+    jobs_imports: str = Field(
+        "", description="Comma-separated modules that register more job types (plugins, tests)."
+    )
 
     @field_validator(
         "rate_limit_per_key",

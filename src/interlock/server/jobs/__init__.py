@@ -1,0 +1,1 @@
+"""Background jobs: Huey queues, our own job and worker records, the runner and the API."""
