@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     jobs_concurrency: int = Field(
         2, ge=1, le=64, description="Job threads of the in-server runner."
     )
+    jobs_periodic: bool = Field(
+        True, description="Start periodic (cron) jobs from this process's runner."
+    )
     jobs_namespace: str = Field(
         "interlock",
         pattern=r"^[A-Za-z0-9_]{1,40}$",

@@ -167,7 +167,8 @@ class Runner:
         while not self._stop.is_set():
             try:
                 self._promote_due(hueys)
-                self._start_periodic(datetime.now(UTC))
+                if self.settings.jobs_periodic:
+                    self.start_periodic(datetime.now(UTC))
             except Exception:
                 log.exception("job scheduler pass failed")
             self._stop.wait(min(self.poll_seconds, SCHEDULER_MAX_SECONDS))
@@ -181,12 +182,13 @@ class Runner:
         if moved:
             self.system.queues.wake.set()
 
-    def _start_periodic(self, now: datetime) -> None:
-        """Once per minute: claim and queue the periodic jobs due this minute."""
+    def start_periodic(self, now: datetime) -> list[int]:
+        """Once per minute: claim and queue the periodic jobs due this minute; their ids."""
         minute = now.replace(second=0, microsecond=0)
         if self._last_minute == minute:
-            return
+            return []
         self._last_minute = minute
+        started = []
         for job_type in registry.all_types():
             if job_type.queue not in self.queue_names or not job_type.due_at(minute):
                 continue
@@ -194,6 +196,8 @@ class Runner:
                 job = service.claim_periodic(session, job_type, minute)
             if job is not None:
                 self.system.queues.enqueue(job_type, job.task_id, {})
+                started.append(job.id)
+        return started
 
     # Heartbeat thread.
 
