@@ -315,7 +315,14 @@ def create_key(body: KeyCreate, db: Db, access: ManageSomewhere) -> KeyOut:
             if project is None or not can_see_project(grants, project.id):
                 raise _invalid("/project", f"no project {body.project!r}")
             if body.environment is not None:
-                environment = projects.get_environment(session, project, body.environment)
+                environment = next(
+                    (e for e in project.environments if e.key == body.environment), None
+                )
+                if environment is None:
+                    raise _invalid(
+                        "/environment",
+                        f"project {project.key!r} has no environment {body.environment!r}",
+                    )
         elif body.environment is not None:
             raise _invalid("/environment", "an environment needs its project")
         if not _may_manage_key(grants, project.id if project else None):
