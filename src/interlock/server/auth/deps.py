@@ -10,7 +10,7 @@ from fastapi import Depends, Request, Response
 
 from interlock.server.audit.service import Actor
 from interlock.server.auth import credentials, service
-from interlock.server.auth.roles import ROLE_ACTIONS, Action, allowed, can_see_project
+from interlock.server.auth.roles import Action, allowed, can_see_project
 from interlock.server.auth.service import Principal
 from interlock.server.db.base import utcnow
 from interlock.server.db.engine import Database
@@ -146,7 +146,9 @@ class Requirement:
         if self.scope == "self":
             return Access(principal, actor)
         if self.scope == "any":
-            if not any(self.action in ROLE_ACTIONS[g.role] for g in grants):
+            # Each grant is asked about its own scope: an environment-scoped admin holds
+            # MANAGE nowhere, since managing is project-wide.
+            if not any(allowed((g,), self.action, g.project_id, g.environment_id) for g in grants):
                 raise self._forbidden()
             return Access(principal, actor)
         if self.scope == "instance":

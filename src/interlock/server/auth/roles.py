@@ -58,8 +58,9 @@ def allowed(
 ) -> bool:
     """Whether any grant permits `action` on the instance, a project, or an environment.
 
-    Instance-wide actions need an instance-wide grant. An environment-scoped grant acts only
-    in its environment; on the project as a whole it gives reading at most.
+    Instance-wide actions need an instance-wide grant, and managing a project needs a grant
+    on the whole project. An environment-scoped grant acts only in its environment; on the
+    project as a whole it gives reading at most.
     """
     for grant in grants:
         if action not in ROLE_ACTIONS[grant.role]:
@@ -67,6 +68,8 @@ def allowed(
         if action is Action.ADMINISTER:
             if grant.project_id is None:
                 return True
+            continue
+        if action is Action.MANAGE and grant.environment_id is not None:
             continue
         if grant.project_id is not None and grant.project_id != project_id:
             continue

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from interlock.server.auth.roles import Role
 from interlock.server.keys import Slug
@@ -88,13 +88,15 @@ class KeyCreate(BaseModel):
     role: Role
     project: Slug | None = Field(None, description="None: instance-wide (admin keys only).")
     environment: Slug | None = Field(None, description="Required for sdk-server/sdk-client.")
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = Field(None, description="With a UTC offset.")
 
 
 class KeyRevoke(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    at: datetime | None = Field(
-        None, description="Revoke at this time instead of now, to roll out a replacement first."
+    at: AwareDatetime | None = Field(
+        None,
+        description="Revoke at this time (with a UTC offset) instead of now, to roll out a "
+        "replacement first.",
     )
 
 

@@ -122,16 +122,18 @@ def create_user(
 
 def _replace_bindings(session: Session, user: User, bindings: Sequence[Binding]) -> None:
     seen = set()
-    for binding in bindings:
+    for index, binding in enumerate(bindings):
+        if binding.role in SDK_ROLES:
+            raise _invalid_role(f"/roles/{index}/role", f"role {binding.role} is for API keys only")
         scope = (
             binding.project.id if binding.project else None,
             binding.environment.id if binding.environment else None,
         )
         if scope in seen:
-            raise conflict("a user holds one role per instance, project or environment")
+            raise _invalid_role(
+                f"/roles/{index}", "a user holds one role per instance, project or environment"
+            )
         seen.add(scope)
-        if binding.role in SDK_ROLES:
-            raise Problem(ProblemType.VALIDATION, f"role {binding.role} is for API keys only")
     session.execute(delete(RoleBinding).where(RoleBinding.user_id == user.id))
     for binding in bindings:
         session.add(
@@ -143,6 +145,10 @@ def _replace_bindings(session: Session, user: User, bindings: Sequence[Binding])
             )
         )
     session.flush()
+
+
+def _invalid_role(pointer: str, detail: str) -> Problem:
+    return Problem(ProblemType.VALIDATION, detail, errors=[{"pointer": pointer, "detail": detail}])
 
 
 def update_user(
@@ -269,7 +275,7 @@ def create_key(
     if role is not Role.ADMIN and project is None:
         raise Problem(
             ProblemType.VALIDATION,
-            f"only admin keys may be instance-wide: give a project for a {role} key",
+            f"only admin keys may be instance-wide: give a project for this {role} key",
             errors=[{"pointer": "/project", "detail": "required for this role"}],
         )
     if expires_at is not None and expires_at <= utcnow():
