@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import AwareDatetime
 
 from interlock.server.audit import service
 from interlock.server.audit.models import AuditEntry
 from interlock.server.audit.schemas import AuditEntryOut, AuditPage, AuditVerification
 from interlock.server.auth.deps import Access, Requirement, get_db
-from interlock.server.auth.roles import Action, allowed
+from interlock.server.auth.roles import Action, allowed, can_see_project
 from interlock.server.db.engine import Database
 from interlock.server.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit
-from interlock.server.problems import Problem, ProblemType
+from interlock.server.problems import Problem, ProblemType, not_found
 from interlock.server.projects import service as projects
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
@@ -49,18 +49,31 @@ def list_audit(
     resource_type: Annotated[str | None, Query(max_length=64)] = None,
     resource_id: Annotated[str | None, Query(max_length=200)] = None,
     actor_id: Annotated[str | None, Query(max_length=64)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="Entries at or after this time (with offset).")
+    ] = None,
+    until: Annotated[
+        AwareDatetime | None, Query(description="Entries before this time (with offset).")
+    ] = None,
 ) -> AuditPage:
-    """Newest first. Instance admins see everything; project admins name their project."""
+    """Newest first. Instance admins see everything; project admins name their project.
+
+    An instance admin may name a project that no longer exists: its history outlives it.
+    """
     grants = access.principal.grants
     with db.read_session() as session:
         if not allowed(grants, Action.ADMINISTER):
-            found = projects.find_project(session, project) if project else None
-            if found is None or not allowed(grants, Action.MANAGE, found.id):
+            if project is None:
                 raise Problem(
                     ProblemType.FORBIDDEN,
                     "project admins read the audit log of their project: add ?project=KEY",
+                )
+            found = projects.find_project(session, project)
+            if found is None or not can_see_project(grants, found.id):
+                raise not_found(f"project {project!r}")
+            if not allowed(grants, Action.MANAGE, found.id):
+                raise Problem(
+                    ProblemType.FORBIDDEN, f"you may not read the audit log of project {project!r}"
                 )
         items, next_cursor = service.list_entries(
             session,
@@ -86,5 +99,9 @@ def verify_audit(
     with db.read_session() as session:
         result = service.verify(session)
     return AuditVerification(
-        ok=result.ok, checked=result.checked, problem=result.problem, seq=result.seq
+        ok=result.ok,
+        checked=result.checked,
+        problem=result.problem,
+        seq=result.seq,
+        head_hash=result.head_hash,
     )

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class AuditEntryOut(BaseModel):
@@ -29,6 +29,9 @@ class AuditPage(BaseModel):
 
 class AuditVerification(BaseModel):
     ok: bool
-    checked: int
-    problem: str | None
-    seq: int | None
+    checked: int = Field(description="Entries found intact before the first problem.")
+    problem: str | None = Field(description="What is wrong, naming the entry; null when ok.")
+    seq: int | None = Field(description="The seq of the entry that does not fit.")
+    head_hash: str | None = Field(
+        description="The last entry's hash; compare with a copy kept outside the database."
+    )

@@ -71,8 +71,13 @@ def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> AuditEntry:
-    """Append one entry in the caller's (write) transaction."""
-    head = session.get(AuditHead, 1)
+    """Append one entry in the caller's (write) transaction.
+
+    The caller's write transaction already serializes appends; locking the head row as well
+    keeps a caller that forgot from forking the chain (the unique seq catches the very first
+    append, when there is no head row to lock).
+    """
+    head = session.get(AuditHead, 1, with_for_update=True)
     seq = head.seq + 1 if head else 1
     prev_hash = head.hash if head else GENESIS
     entry = AuditEntry(
@@ -114,61 +119,110 @@ class VerifyResult:
     checked: int
     problem: str | None = None
     seq: int | None = None
+    # The last entry's hash: kept somewhere the database's writers cannot reach, it lets a
+    # later run notice a log cut back to an earlier, self-consistent state.
+    head_hash: str | None = None
 
 
 def verify(session: Session, batch: int = 1000) -> VerifyResult:
     """Walk the chain in seq order and report the first entry that does not fit.
 
-    Catches an edited entry (its hash no longer matches its content), a removed or inserted
-    one (a seq gap or a prev_hash that is not the previous hash), a reordered pair, and a
-    truncated tail (the head no longer matches the last entry).
+    Catches an edited or forged entry (its hash no longer matches its content), a removed,
+    inserted or reordered one (a seq gap, a seq before 1, or a prev_hash that is not the
+    previous entry's hash), and entries removed from or added past the end (the head no
+    longer matches the last entry). Reads one snapshot, so appends committed while it runs
+    are never mistaken for tampering. Give it a session that has not begun a transaction.
+
+    What it cannot catch: someone who can write to the database and recomputes the hashes
+    (or rewrites the head after cutting the tail) leaves a chain that is consistent again.
+    Comparing `head_hash` with a copy kept elsewhere catches that.
     """
-    prev_hash, expected_seq, checked = GENESIS, 1, 0
-    last_seq = 0
+    _read_one_snapshot(session)
+    head = session.get(AuditHead, 1)
+    prev_hash, checked = GENESIS, 0
+    last_seq: int | None = None
     while True:
-        rows = session.scalars(
-            select(AuditEntry)
-            .where(AuditEntry.seq > last_seq)
-            .order_by(AuditEntry.seq)
-            .limit(batch)
-        ).all()
+        statement = select(AuditEntry).order_by(AuditEntry.seq).limit(batch)
+        if last_seq is not None:
+            statement = statement.where(AuditEntry.seq > last_seq)
+        # No lower bound on the first batch: a row forged with seq 0 or below must be seen.
+        rows = session.scalars(statement).all()
         if not rows:
             break
         for entry in rows:
-            if entry.seq != expected_seq:
-                what = "removed" if entry.seq > expected_seq else "inserted"
-                return VerifyResult(
-                    False, checked, f"entry {expected_seq} is missing ({what}?)", expected_seq
-                )
-            if entry.prev_hash != prev_hash:
-                return VerifyResult(
-                    False,
-                    checked,
-                    f"entry {entry.seq} does not follow entry {entry.seq - 1} "
-                    "(removed, inserted or reordered)",
-                    entry.seq,
-                )
-            if entry_hash(prev_hash, entry) != entry.hash:
-                return VerifyResult(
-                    False,
-                    checked,
-                    f"entry {entry.seq} was edited: its hash does not match",
-                    entry.seq,
-                )
-            prev_hash, expected_seq, checked = entry.hash, expected_seq + 1, checked + 1
-            last_seq = entry.seq
-    head = session.get(AuditHead, 1)
-    if head is None and checked:
-        return VerifyResult(False, checked, "the chain's head record is missing", None)
-    if head is not None and (head.seq != checked or head.hash != prev_hash):
+            misfit = _misfit(entry, checked + 1, prev_hash)
+            if misfit is not None:
+                problem, seq = misfit
+                return VerifyResult(False, checked, problem, seq)
+            prev_hash, checked, last_seq = entry.hash, checked + 1, entry.seq
+            session.expunge(entry)  # a long chain need not stay in memory
+    return _check_head(head, checked, prev_hash)
+
+
+def _read_one_snapshot(session: Session) -> None:
+    """PostgreSQL reads each statement at its own time by default; ask for one snapshot.
+
+    SQLite's read transaction is already a snapshot (WAL), and setting an isolation level
+    there would hand transaction control back to pysqlite.
+    """
+    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+def _misfit(entry: AuditEntry, expected_seq: int, prev_hash: str) -> tuple[str, int] | None:
+    """What is wrong with the entry found where `expected_seq` should be, and which seq."""
+    if entry.seq < expected_seq:
+        return f"entry {entry.seq} comes before entry 1: it was inserted", entry.seq
+    if entry.seq > expected_seq:
+        return f"entry {expected_seq} is missing: it was removed", expected_seq
+    if entry.prev_hash != prev_hash:
+        return (
+            f"entry {entry.seq} does not follow entry {entry.seq - 1}: "
+            "an entry was removed, inserted or reordered here",
+            entry.seq,
+        )
+    if entry_hash(prev_hash, entry) != entry.hash:
+        return (
+            f"entry {entry.seq} was edited or forged: its hash does not match its content",
+            entry.seq,
+        )
+    return None
+
+
+def _check_head(head: AuditHead | None, checked: int, last_hash: str) -> VerifyResult:
+    tail = last_hash if checked else None
+    if head is None:
+        if checked:
+            return VerifyResult(False, checked, "the chain's head record is missing", None, tail)
+        return VerifyResult(True, 0)
+    if head.seq > checked:
         return VerifyResult(
             False,
             checked,
-            f"the chain ends at entry {checked} but its head says {head.seq}: "
-            "entries were removed from the end, or the head was edited",
+            f"{f'the chain ends at entry {checked}' if checked else 'the chain is empty'} "
+            f"but its head says {head.seq}: entry {checked + 1} and any after it "
+            "were removed from the end",
             checked + 1,
+            tail,
         )
-    return VerifyResult(True, checked)
+    if head.seq < checked:
+        return VerifyResult(
+            False,
+            checked,
+            f"entry {head.seq + 1} is past the chain's head (entry {head.seq}): it was inserted",
+            head.seq + 1,
+            tail,
+        )
+    if head.hash != last_hash:
+        return VerifyResult(
+            False,
+            checked,
+            f"entry {checked} is not the entry the chain's head recorded: "
+            "it was replaced, or the head was edited",
+            checked,
+            tail,
+        )
+    return VerifyResult(True, checked, head_hash=tail)
 
 
 def list_entries(
