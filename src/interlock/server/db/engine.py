@@ -21,6 +21,8 @@ BUSY_TIMEOUT_MS = 10_000
 # One constant key for pg_advisory_xact_lock: every write that appends to the audit chain
 # or bumps a revision takes it, so such writes commit in the order they were serialized.
 WRITE_LOCK_KEY = 0x1A7E_10C4
+# Execution option that marks a connection's transactions as writes (BEGIN IMMEDIATE on SQLite).
+WRITE_OPTION = "interlock_write"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -53,7 +55,7 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        immediate = connection.get_execution_options().get("interlock_write", False)
+        immediate = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
@@ -63,7 +65,7 @@ class Database:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.engine = make_engine(url, **engine_kwargs)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        write_engine = self.engine.execution_options(interlock_write=True)
+        write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(write_engine, expire_on_commit=False)
 
