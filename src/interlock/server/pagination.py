@@ -16,6 +16,9 @@ from interlock.server.problems import Problem, ProblemType
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
+# Ids are positive 64-bit integers: anything else was not given out here, and a larger number
+# would not even bind as a parameter on SQLite (OverflowError, a 500).
+MAX_ID = 2**63 - 1
 
 T = TypeVar("T")
 
@@ -35,7 +38,7 @@ def decode_cursor(cursor: str) -> int:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
-        if not isinstance(value, int) or isinstance(value, bool):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
             raise ValueError(value)
         return value
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:

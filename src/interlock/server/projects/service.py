@@ -236,7 +236,10 @@ def delete_environment(
     project.environments.remove(environment)
     session.delete(environment)
     for number, env in enumerate(project.environments):
-        env.position = number
+        if env.position != number:
+            # Its representation changed, so its ETag must too (as when _place moves it).
+            env.position = number
+            env.version += 1
     session.flush()
     audit.record(
         session,
