@@ -101,6 +101,9 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "secret_key": "test-secret-key-not-for-production",
         "password_hash_cost": "minimum",
         "load_demo_data": False,
+        # No job runner unless a test asks for one (tests/server/jobs does): its heartbeat
+        # writes to the database while other tests compare database contents.
+        "jobs_runner": False,
     }
     values.update(overrides)
     return Settings(**values)
