@@ -153,8 +153,9 @@ def cancel(session: Session, actor: Actor, job: Job) -> Job:
     return job
 
 
-def retry(session: Session, actor: Actor, job: Job) -> Job:
-    """Queue a failed job again; the caller puts it on the queue after commit."""
+def retry(session: Session, actor: Actor, job: Job, job_type: JobType) -> Job:
+    """Queue a failed job again, with its type's retries afresh; the caller puts it on the
+    queue after commit. Attempts keep counting."""
     if job.status != JobStatus.FAILED:
         raise conflict(
             f"job {job.id} is {job.status}: only a failed job can be retried", job_status=job.status
@@ -162,7 +163,7 @@ def retry(session: Session, actor: Actor, job: Job) -> Job:
     before = snapshot(job)
     job.status = JobStatus.ENQUEUED.value
     job.finished_at = None
-    job.max_attempts = job.attempts + (job.max_attempts or 1)
+    job.max_attempts = job.attempts + job_type.max_attempts
     add_event(job, JobStatus.ENQUEUED, f"retried by {actor.name}")
     record(session, actor, "job.retry", "job", str(job.id), before=before, after=snapshot(job))
     return job

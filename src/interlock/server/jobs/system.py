@@ -55,11 +55,12 @@ class JobSystem:
     def retry(self, actor: Actor, job_id: int) -> Job:
         with self.db.write_session() as session:
             job = service.get_job(session, job_id)
-            if registry.get(job.name) is None:
+            job_type = registry.get(job.name)
+            if job_type is None:
                 raise Problem(
                     ProblemType.CONFLICT, f"job type {job.name!r} is no longer known here"
                 )
-            job = service.retry(session, actor, job)
+            job = service.retry(session, actor, job, job_type)
         self._put(job)
         return job
 

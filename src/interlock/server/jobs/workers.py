@@ -114,6 +114,7 @@ def reap(session: Session, timeout: timedelta, now: datetime | None = None) -> l
         detail = f"worker {job.worker_id} was lost while the job ran"
         if job_type is not None and job_type.idempotent:
             job.status = JobStatus.RETRYING.value
+            job.max_attempts = job.attempts + job_type.max_attempts
             add_event(job, JobStatus.RETRYING, detail + "; running it again (idempotent)")
             requeue.append(Requeue(job.name, job.task_id, dict(job.args)))
         else:
