@@ -195,6 +195,75 @@ def test_tampering_is_caught_at_the_first_entry_that_does_not_fit(
     assert (body["ok"], body["seq"], body["problem"]) == (False, tamper.seq, result.problem)
 
 
+def loosen_the_table(db: Database) -> None:
+    """Rebuild audit_entries without its constraints: no primary key, unique seq or NOT NULL."""
+    run_sql(
+        db,
+        "CREATE TABLE loose AS SELECT * FROM audit_entries",
+        "DROP TABLE audit_entries",
+        "ALTER TABLE loose RENAME TO audit_entries",
+    )
+
+
+def duplicate_a_seq(db: Database) -> None:
+    loosen_the_table(db)
+    forge(db, 5, hash_of(db, 4))
+
+
+def null_a_time(db: Database) -> None:
+    loosen_the_table(db)
+    run_sql(db, "UPDATE audit_entries SET at = NULL WHERE seq = 6")
+
+
+# Values no column of theirs would hold, which SQLite stores all the same. SQLite only: each
+# test has its own copy of the file, so rebuilding a table there harms no other test.
+GARBAGE = [
+    Tamper(
+        "a time that is not one",
+        lambda db: run_sql(db, "UPDATE audit_entries SET at = 'garbage' WHERE seq = 4"),
+        4,
+        "cannot be read",
+    ),
+    Tamper(
+        "a snapshot that is not JSON",
+        lambda db: run_sql(db, "UPDATE audit_entries SET before = '{not json' WHERE seq = 5"),
+        5,
+        "cannot be read",
+    ),
+    Tamper(
+        "a seq that is not a number",
+        lambda db: run_sql(db, f"UPDATE audit_entries SET seq = 'x' WHERE seq = {LENGTH}"),
+        LENGTH,
+        "'x'",
+    ),
+    Tamper(
+        "a head seq that is not a number",
+        lambda db: run_sql(db, "UPDATE audit_head SET seq = 'x'"),
+        -1,
+        "head was edited",
+    ),
+    Tamper("a seq twice, its unique index dropped", duplicate_a_seq, 5, "entry 5 appears twice"),
+    Tamper("a time removed, NOT NULL dropped", null_a_time, 6, "cannot be read"),
+]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("tamper", GARBAGE, ids=lambda t: t.name)
+def test_garbage_written_into_the_table_is_reported_not_crashed_on(
+    chain: Database, admin: TestClient, tamper: Tamper
+) -> None:
+    tamper.apply(chain)
+    result = check(chain)
+    assert not result.ok
+    assert result.problem is not None and tamper.says in result.problem
+    if tamper.seq > 0:
+        assert result.seq == tamper.seq
+        assert f"entry {tamper.seq}" in result.problem
+    response = admin.get("/api/v1/audit/verify")
+    assert response.status_code == 200, response.text
+    assert response.json()["problem"] == result.problem
+
+
 def test_a_missing_head_is_caught(chain: Database) -> None:
     run_sql(chain, "DELETE FROM audit_head")
     result = check(chain)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session
 
 from interlock.server.audit.models import AuditEntry, AuditHead
@@ -124,39 +124,70 @@ class VerifyResult:
     head_hash: str | None = None
 
 
+# What decoding a stored value raises when someone wrote what the column never holds (SQLite
+# keeps whatever it is given: text in a datetime column, broken JSON).
+_UNREADABLE = (ValueError, TypeError, AttributeError)
+
+
 def verify(session: Session, batch: int = 1000) -> VerifyResult:
     """Walk the chain in seq order and report the first entry that does not fit.
 
-    Catches an edited or forged entry (its hash no longer matches its content), a removed,
-    inserted or reordered one (a seq gap, a seq before 1, or a prev_hash that is not the
-    previous entry's hash), and entries removed from or added past the end (the head no
-    longer matches the last entry). Reads one snapshot, so appends committed while it runs
-    are never mistaken for tampering. Give it a session that has not begun a transaction.
+    Catches an edited or forged entry (its hash no longer matches its content, or its content
+    cannot even be read), a removed, inserted or reordered one (a seq gap, a seq before 1 or
+    twice, or a prev_hash that is not the previous entry's hash), and entries removed from or
+    added past the end (the head no longer matches the last entry). Never raises on what it
+    reads: whatever was written into the tables is reported, not crashed on. Reads one
+    snapshot, so appends committed while it runs are never mistaken for tampering. Give it a
+    session that has not begun a transaction.
 
     What it cannot catch: someone who can write to the database and recomputes the hashes
     (or rewrites the head after cutting the tail) leaves a chain that is consistent again.
     Comparing `head_hash` with a copy kept elsewhere catches that.
     """
     _read_one_snapshot(session)
-    head = session.get(AuditHead, 1)
+    head = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).first()
     prev_hash, checked = GENESIS, 0
     last_seq: int | None = None
+    size = batch
     while True:
-        statement = select(AuditEntry).order_by(AuditEntry.seq).limit(batch)
-        if last_seq is not None:
-            statement = statement.where(AuditEntry.seq > last_seq)
-        # No lower bound on the first batch: a row forged with seq 0 or below must be seen.
-        rows = session.scalars(statement).all()
+        try:
+            rows = _entries_after(session, last_seq, size)
+        except _UNREADABLE as exc:
+            if size > 1:
+                size = 1  # find the unreadable row, checking the ones before it first
+                continue
+            seq = _next_seq(session, last_seq)
+            return VerifyResult(
+                False,
+                checked,
+                f"entry {seq} was edited: its stored content cannot be read ({exc})",
+                seq if isinstance(seq, int) else None,
+            )
         if not rows:
             break
-        for entry in rows:
-            misfit = _misfit(entry, checked + 1, prev_hash)
+        for row in rows:
+            misfit = _misfit(row, checked + 1, prev_hash)
             if misfit is not None:
                 problem, seq = misfit
                 return VerifyResult(False, checked, problem, seq)
-            prev_hash, checked, last_seq = entry.hash, checked + 1, entry.seq
-            session.expunge(entry)  # a long chain need not stay in memory
+            prev_hash, checked, last_seq = row.hash, checked + 1, row.seq
     return _check_head(head, checked, prev_hash)
+
+
+def _entries_after(session: Session, seq: int | None, limit: int) -> Sequence[Row[Any]]:
+    """Plain rows, not ORM entities: a row with a NULL or repeated id is still checked."""
+    statement = select(*AuditEntry.__table__.columns).order_by(AuditEntry.seq).limit(limit)
+    # No lower bound on the first batch: a row forged with seq 0 or below must be seen.
+    if seq is not None:
+        statement = statement.where(AuditEntry.seq > seq)
+    return session.execute(statement).all()
+
+
+def _next_seq(session: Session, seq: int | None) -> Any:
+    statement = select(AuditEntry.seq).order_by(AuditEntry.seq).limit(1)
+    if seq is not None:
+        statement = statement.where(AuditEntry.seq > seq)
+    return session.scalar(statement)
 
 
 def _read_one_snapshot(session: Session) -> None:
@@ -169,32 +200,42 @@ def _read_one_snapshot(session: Session) -> None:
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
-def _misfit(entry: AuditEntry, expected_seq: int, prev_hash: str) -> tuple[str, int] | None:
-    """What is wrong with the entry found where `expected_seq` should be, and which seq."""
-    if entry.seq < expected_seq:
-        return f"entry {entry.seq} comes before entry 1: it was inserted", entry.seq
-    if entry.seq > expected_seq:
+def _misfit(row: Row[Any], expected_seq: int, prev_hash: str) -> tuple[str, int] | None:
+    """What is wrong with the row found where `expected_seq` should be, and which seq."""
+    seq = row.seq
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return f"entry {expected_seq} was edited: its seq reads {seq!r}", expected_seq
+    if seq < expected_seq:
+        # Only a row before 1 or a second row with a seq (the unique index dropped) gets here.
+        where = "comes before entry 1" if seq < 1 else "appears twice"
+        return f"entry {seq} {where}: it was inserted", seq
+    if seq > expected_seq:
         return f"entry {expected_seq} is missing: it was removed", expected_seq
-    if entry.prev_hash != prev_hash:
+    if row.prev_hash != prev_hash:
         return (
-            f"entry {entry.seq} does not follow entry {entry.seq - 1}: "
+            f"entry {seq} does not follow entry {seq - 1}: "
             "an entry was removed, inserted or reordered here",
-            entry.seq,
+            seq,
         )
-    if entry_hash(prev_hash, entry) != entry.hash:
-        return (
-            f"entry {entry.seq} was edited or forged: its hash does not match its content",
-            entry.seq,
-        )
+    try:
+        recomputed = entry_hash(prev_hash, AuditEntry(**row._mapping))
+    except _UNREADABLE as exc:
+        return f"entry {seq} was edited: its stored content cannot be read ({exc})", seq
+    if recomputed != row.hash:
+        return f"entry {seq} was edited or forged: its hash does not match its content", seq
     return None
 
 
-def _check_head(head: AuditHead | None, checked: int, last_hash: str) -> VerifyResult:
+def _check_head(head: Row[int, str] | None, checked: int, last_hash: str) -> VerifyResult:
     tail = last_hash if checked else None
     if head is None:
         if checked:
             return VerifyResult(False, checked, "the chain's head record is missing", None, tail)
         return VerifyResult(True, 0)
+    if not isinstance(head.seq, int) or isinstance(head.seq, bool):
+        return VerifyResult(
+            False, checked, f"the chain's head was edited: its seq reads {head.seq!r}", None, tail
+        )
     if head.seq > checked:
         return VerifyResult(
             False,
