@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -507,6 +507,7 @@ def run(
     *,
     threads: int = 3,
     postgres_url: str = DEFAULT_POSTGRES_URL,
+    progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Write, kill -9, restart and check `kills` times on one database."""
     rng = random.Random(f"{seed}-{database}")
@@ -521,7 +522,7 @@ def run(
         key = target.admin_key
         server = Server(target)
         try:
-            for _ in range(kills):
+            for number in range(1, kills + 1):
                 write_until_killed(server, key, writers, rng)
                 server = Server(target)
                 changes = [c for w in writers for c in w.changes]
@@ -537,6 +538,11 @@ def run(
                     and last.audit_ok
                 ):
                     survived += 1
+                if progress is not None:
+                    progress(
+                        f"{database}: kill {number}/{kills}: {last.found} acknowledged changes "
+                        f"found, {len(last.lost)} lost, {len(last.half_written)} half-written"
+                    )
         finally:
             server.stop()
         # The command an operator would run, once the dust has settled.
@@ -609,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
                 Path(work),
                 threads=args.threads,
                 postgres_url=args.postgres_url,
+                progress=lambda line: print(line, file=sys.stderr, flush=True),
             )
             reports.append(report)
             print(

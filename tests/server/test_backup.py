@@ -243,17 +243,40 @@ def current() -> str:
 
 # SQLite's backup API replaces the whole file, tables and all; pg_restore needs telling.
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_postgres_restore_drops_tables_added_after_the_backup(
+def test_a_postgres_restore_drops_what_was_added_after_the_backup(
     db: Database, settings: Settings, tmp_path: Path
 ) -> None:
     file = tmp_path / "backup.file"
     backup.backup(settings.effective_database_url, file)
     before = all_rows(db.engine)
     with db.engine.begin() as connection:
-        connection.execute(text("CREATE TABLE added_later (id integer PRIMARY KEY)"))
+        for statement in ADDED_LATER:
+            connection.execute(text(statement))
     db.dispose()
     backup.restore(settings.effective_database_url, file)
     assert all_rows(db.engine) == before
+    with db.engine.connect() as connection:
+        left = connection.execute(
+            text(
+                "SELECT relname FROM pg_class WHERE relname LIKE 'added%' "
+                "AND relnamespace = current_schema()::regnamespace "
+                "UNION ALL SELECT typname FROM pg_type WHERE typname LIKE 'added%' "
+                "AND typnamespace = current_schema()::regnamespace "
+                "UNION ALL SELECT proname FROM pg_proc WHERE proname LIKE 'added%' "
+                "AND pronamespace = current_schema()::regnamespace"
+            )
+        ).all()
+    assert left == []
+
+
+ADDED_LATER = (
+    "CREATE TYPE added_mood AS ENUM ('calm')",
+    "CREATE TYPE added_pair AS (a integer, b integer)",
+    "CREATE TABLE added_later (id integer PRIMARY KEY, mood added_mood)",
+    "CREATE VIEW added_view AS SELECT id FROM added_later",
+    "CREATE SEQUENCE added_sequence",
+    "CREATE FUNCTION added_function() RETURNS integer LANGUAGE sql AS 'SELECT 1'",
+)
 
 
 # --- SQLite: a backup taken while another connection writes ---------------------------------

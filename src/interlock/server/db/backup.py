@@ -475,7 +475,9 @@ BEGIN
   FOR item IN
     SELECT t.typname AS name
     FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-    WHERE n.nspname = {schema} AND t.typtype IN ('e', 'd', 'r', 'm')
+    WHERE n.nspname = {schema}
+      AND (t.typtype IN ('e', 'd', 'r')
+           OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = t.oid AND d.deptype = 'e')
   LOOP
     EXECUTE format('DROP TYPE IF EXISTS %I.%I CASCADE', {schema}, item.name);
@@ -483,7 +485,7 @@ BEGIN
   FOR item IN
     SELECT p.oid::regprocedure::text AS signature
     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname = {schema}
+    WHERE n.nspname = {schema} AND p.prokind IN ('f', 'p')
       AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
   LOOP
     EXECUTE 'DROP ROUTINE IF EXISTS ' || item.signature || ' CASCADE';
