@@ -18,6 +18,7 @@ from interlock.server.db.base import utcnow
 from interlock.server.db.engine import Database
 from interlock.server.jobs import registry, service, workers
 from interlock.server.jobs.models import Job, JobStatus, JobWorker
+from interlock.server.jobs.registry import NAME_PATTERN
 from interlock.server.jobs.schemas import (
     JobCreate,
     JobDetail,
@@ -95,7 +96,9 @@ def list_jobs(
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this state.")] = None,
-    name: Annotated[str | None, Query(max_length=200, description="Only this job type.")] = None,
+    name: Annotated[
+        str | None, Query(pattern=NAME_PATTERN, description="Only this job type.")
+    ] = None,
 ) -> JobPage:
     """Newest first."""
     with db.read_session() as session:

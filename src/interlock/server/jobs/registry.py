@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,9 @@ from typing import Any
 from cronsim import CronSim, CronSimError
 
 DEFAULT_QUEUE = "default"
+# Job type names: dotted, like "interlock.sweep_login_sessions". The API checks names against
+# it before they reach a query.
+NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,200}$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,8 @@ def job(
     """Declare a job type. Names are global and stable: queued messages refer to them."""
 
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
+        if not re.match(NAME_PATTERN, name) or not re.match(r"^[A-Za-z0-9_]{1,40}$", queue):
+            raise ValueError(f"job type {name!r}: names are letters, digits and _ . : -")
         if name in _TYPES and _TYPES[name].func is not func:
             raise ValueError(f"job type {name!r} is already registered")
         if cron is not None:

@@ -6,12 +6,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from interlock.server.jobs.models import JobStatus, WorkerStatus
+from interlock.server.jobs.registry import NAME_PATTERN
 
 
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200, description="A registered job type.")
+    name: str = Field(pattern=NAME_PATTERN, description="A registered job type.")
     args: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments of the job (JSON values)."
     )
