@@ -370,3 +370,14 @@ def test_sqlite_backups_taken_while_another_connection_writes_are_consistent(
         finally:
             copy.dispose()
     assert counts == sorted(counts)
+
+
+@pytest.mark.parametrize("command", [backup.backup, backup.restore])
+def test_without_the_postgresql_client_tools_the_message_says_what_to_install(
+    command: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "backup.file"
+    archive.write_bytes(backup.PG_DUMP_MAGIC + b"\0" * 64)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(backup.BackupError, match="apt-get install postgresql-client"):
+        command("postgresql+psycopg://postgres@127.0.0.1:1/test", archive)
