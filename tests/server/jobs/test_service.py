@@ -255,3 +255,22 @@ def test_each_node_starts_the_periodic_jobs_due_this_minute_once_between_them(
     )
     assert system.queues.depth() == {"default": (1, 0)}
     system.close()
+
+
+def test_a_reaper_never_takes_itself_for_dead_and_a_worker_taken_for_dead_comes_back(
+    db: Database,
+) -> None:
+    _worker(db, "stalled", timedelta(minutes=5))
+    _worker(db, "other", timedelta(minutes=5))
+
+    with db.write_session() as session:
+        workers.reap(session, timedelta(minutes=1), reaper="stalled")
+    with db.write_session() as session:
+        workers.heartbeat(session, "other")
+
+    with db.read_session() as session:
+        status = {w.id: w.status for w in session.scalars(select(JobWorker))}
+    assert status == {"stalled": WorkerStatus.ALIVE, "other": WorkerStatus.ALIVE}
+    with db.read_session() as session:
+        other = session.get(JobWorker, "other")
+        assert other is not None and other.stopped_at is None

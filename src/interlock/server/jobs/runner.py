@@ -208,7 +208,7 @@ class Runner:
             try:
                 with self.system.db.write_session() as session:
                     workers.heartbeat(session, self.worker_id)
-                    requeue = workers.reap(session, timeout)
+                    requeue = workers.reap(session, timeout, reaper=self.worker_id)
                 for lost in requeue:
                     job_type = registry.get(lost.name)
                     if job_type is not None:

@@ -42,9 +42,16 @@ def register(
 
 
 def heartbeat(session: Session, worker_id: str) -> None:
+    """Record that the worker is alive. A worker another node took for dead (it was silent
+    too long: a stalled machine) comes back to life; jobs reaped meanwhile may run twice,
+    which idempotent jobs allow."""
     worker = session.get(JobWorker, worker_id)
-    if worker is not None and worker.status == WorkerStatus.ALIVE:
-        worker.last_heartbeat_at = utcnow()
+    if worker is None or worker.status == WorkerStatus.STOPPED:
+        return
+    worker.last_heartbeat_at = utcnow()
+    if worker.status == WorkerStatus.DEAD:
+        worker.status = WorkerStatus.ALIVE.value
+        worker.stopped_at = None
 
 
 def stop(session: Session, worker_id: str) -> None:
@@ -84,7 +91,9 @@ class Requeue:
     args: dict[str, object]
 
 
-def reap(session: Session, timeout: timedelta, now: datetime | None = None) -> list[Requeue]:
+def reap(
+    session: Session, timeout: timedelta, now: datetime | None = None, reaper: str | None = None
+) -> list[Requeue]:
     """Mark silent workers dead; their running jobs are retried if idempotent, failed if not.
 
     Runs in a write transaction, so two live workers reaping at once do it one after the
@@ -96,6 +105,8 @@ def reap(session: Session, timeout: timedelta, now: datetime | None = None) -> l
         select(JobWorker).where(
             JobWorker.status == WorkerStatus.ALIVE.value,
             JobWorker.last_heartbeat_at < now - timeout,
+            # The reaper knows it is alive, however late its own heartbeat.
+            JobWorker.id != (reaper or ""),
         )
     ).all()
     for worker in silent:
