@@ -175,11 +175,13 @@ def test_an_environment_key_that_is_not_a_slug_is_refused_at_key(
     [
         ("POST", "", {"key": "qa", "name": "QA", "color": "red"}, "/color"),
         ("POST", "", {"key": "qa", "name": ""}, "/name"),
+        ("POST", "", {"key": "qa", "name": "Q\u0000A"}, "/name"),
         ("POST", "", {"key": "qa", "name": "QA", "position": -1}, "/position"),
         ("POST", "", {"key": "qa", "name": "QA", "position": "first"}, "/position"),
         ("PATCH", "/staging", {"key": "renamed"}, "/key"),
         ("PATCH", "/staging", {"position": -1}, "/position"),
         ("PATCH", "/staging", {"name": "n" * 201}, "/name"),
+        ("PATCH", "/staging", {"name": "two\nlines"}, "/name"),
     ],
 )
 def test_an_invalid_environment_request_is_refused_and_changes_nothing(

@@ -111,6 +111,9 @@ def test_the_longest_slug_is_accepted(admin: TestClient) -> None:
         ({"key": "shop", "name": ""}, "/name"),
         ({"key": "shop", "name": "   "}, "/name"),
         ({"key": "shop", "name": "n" * 201}, "/name"),
+        ({"key": "shop", "name": "a\u0000b"}, "/name"),
+        ({"key": "shop", "name": "two\nlines"}, "/name"),
+        ({"key": "shop", "name": "Shop", "description": "a\u0000b"}, "/description"),
         ({"key": "shop"}, "/name"),
         ({"name": "Shop"}, "/key"),
         ({"key": "shop", "name": "Shop", "description": "d" * 2001}, "/description"),
@@ -243,14 +246,14 @@ def test_a_matching_if_match_updates_and_bumps_the_version(
 ) -> None:
     response = admin.patch(
         f"{PROJECTS}/default",
-        json={"name": "Renamed", "description": "What it is for."},
+        json={"name": "  Renamed ", "description": "What it is for.\nAnd why."},
         headers={"If-Match": if_match},
     )
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["name"], body["description"], body["version"]) == (
         "Renamed",
-        "What it is for.",
+        "What it is for.\nAnd why.",
         2,
     )
     assert response.headers["ETag"] == '"2"'
@@ -263,6 +266,8 @@ def test_a_matching_if_match_updates_and_bumps_the_version(
         ({"name": ""}, "/name"),
         ({"key": "renamed"}, "/key"),
         ({"description": "d" * 2001}, "/description"),
+        ({"description": "\u0000"}, "/description"),
+        ({"name": "tab\there"}, "/name"),
     ],
 )
 def test_an_invalid_update_is_refused_and_changes_nothing(

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from interlock.server.keys import Name, Slug
+from interlock.server.keys import Description, Name, Slug
 
 
 class EnvironmentCreate(BaseModel):
@@ -33,7 +33,7 @@ class ProjectCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     key: Slug
     name: Name
-    description: str = Field("", max_length=2000)
+    description: Description = ""
     environments: list[EnvironmentCreate] | None = Field(
         None,
         min_length=1,
@@ -45,7 +45,7 @@ class ProjectCreate(BaseModel):
 class ProjectUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name | None = None
-    description: str | None = Field(None, max_length=2000)
+    description: Description | None = None
 
 
 class ProjectOut(BaseModel):
