@@ -107,6 +107,8 @@ UNMAKEABLE: list[tuple[dict[str, Any], str]] = [
     ({"role": "admin", "name": ""}, "/name"),
     ({"role": "admin", "expires_at": "2000-01-01T00:00:00Z"}, "/expires_at"),
     ({"role": "admin", "expires_at": "not a date"}, "/expires_at"),
+    ({"role": "admin", "expires_at": "9999-12-31T23:00:00-05:00"}, "/expires_at"),
+    ({"role": "admin", "name": "nul\x00name"}, "/name"),
 ]
 
 
@@ -118,7 +120,7 @@ def test_a_key_that_cannot_be_made_is_422_pointing_at_the_field(admin: TestClien
     assert listed_ids(admin, include_revoked=True) == before
 
 
-def test_times_without_a_utc_offset_are_refused_not_guessed(
+def test_times_without_a_utc_offset_or_beyond_the_calendar_are_refused(
     admin: TestClient, db: Database
 ) -> None:
     problem = assert_problem(
@@ -126,8 +128,9 @@ def test_times_without_a_utc_offset_are_refused_not_guessed(
     )
     assert problem["errors"][0]["pointer"] == "/expires_at"
     key_id, _ = make_key(db, Role.VIEWER, "default")
-    response = admin.post(f"/api/v1/keys/{key_id}/revoke", json={"at": "2999-01-01T00:00:00"})
-    assert assert_problem(response, 422, "validation-error")["errors"][0]["pointer"] == "/at"
+    for at in ["2999-01-01T00:00:00", "9999-12-31T23:00:00-05:00"]:
+        response = admin.post(f"/api/v1/keys/{key_id}/revoke", json={"at": at})
+        assert assert_problem(response, 422, "validation-error")["errors"][0]["pointer"] == "/at"
     assert key_row(db, key_id).revoked_at is None
 
 

@@ -199,6 +199,7 @@ def test_a_malformed_login_is_422(client: TestClient) -> None:
         {"email": EMAIL},
         {"email": "", "password": "x"},
         {"email": EMAIL, "password": 3},
+        {"email": "nul\x00@example.com", "password": PASSWORD},
     ]
     for body in bodies:
         response = client.post("/api/v1/auth/login", json=body)

@@ -66,6 +66,8 @@ BAD_USERS: list[tuple[dict[str, Any], str]] = [
     ({"roles": [{"role": "sdk-client"}]}, "/roles/0/role"),
     ({"roles": [{"role": "viewer"}, {"role": "admin"}]}, "/roles/1"),
     ({"is_admin": True}, "/is_admin"),
+    ({"email": "nul\x00@example.com"}, "/email"),
+    ({"name": "nul\x00"}, "/name"),
 ]
 
 
@@ -147,6 +149,7 @@ def test_a_bad_update_changes_nothing(admin: TestClient) -> None:
         ({"name": "B", "roles": [{"role": "sdk-client", "project": "default"}]}, "/roles/0/role"),
         ({"name": "B", "password": "short"}, "/password"),
         ({"name": "B", "email": "b@example.com"}, "/email"),
+        ({"name": "nul\x00"}, "/name"),
     ]:
         response = admin.patch(f"/api/v1/users/{before['id']}", json=body)
         problem = assert_problem(response, 422, "validation-error")

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from interlock.server.auth.roles import Role
 from interlock.server.keys import Slug
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character")
+    return value
 
 
 def _email(value: str) -> str:
@@ -16,13 +23,25 @@ def _email(value: str) -> str:
     return value.strip().lower()
 
 
-Email = Annotated[str, Field(min_length=3, max_length=320), AfterValidator(_email)]
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once converted to UTC") from None
+
+
+# A moment in time: the offset is required (never guessed) and the value must exist in UTC.
+Moment = Annotated[AwareDatetime, AfterValidator(_utc)]
+Email = Annotated[
+    str, Field(min_length=3, max_length=320), AfterValidator(_no_nul), AfterValidator(_email)
+]
+Label = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
 Password = Annotated[str, Field(min_length=12, max_length=1024)]
 
 
 class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    email: Annotated[str, Field(min_length=1, max_length=320)]
+    email: Annotated[str, Field(min_length=1, max_length=320), AfterValidator(_no_nul)]
     password: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
@@ -42,14 +61,14 @@ class RoleBindingOut(BaseModel):
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: Email
-    name: str = Field("", max_length=200)
+    name: Label = ""
     password: Password
     roles: list[RoleBindingIn] = Field(default_factory=list, max_length=100)
 
 
 class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, max_length=200)
+    name: Label | None = None
     active: bool | None = None
     password: Password | None = None
     roles: list[RoleBindingIn] | None = Field(None, max_length=100)
@@ -84,16 +103,16 @@ class Me(BaseModel):
 
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[Label, Field(min_length=1)]
     role: Role
     project: Slug | None = Field(None, description="None: instance-wide (admin keys only).")
     environment: Slug | None = Field(None, description="Required for sdk-server/sdk-client.")
-    expires_at: AwareDatetime | None = Field(None, description="With a UTC offset.")
+    expires_at: Moment | None = Field(None, description="With a UTC offset.")
 
 
 class KeyRevoke(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    at: AwareDatetime | None = Field(
+    at: Moment | None = Field(
         None,
         description="Revoke at this time (with a UTC offset) instead of now, to roll out a "
         "replacement first.",
