@@ -175,7 +175,10 @@ if HAVE_SERVER:
         settings = _settings()
         configure_logging(settings.log_level, settings.log_format)
         with _database(settings) as db:
-            system = JobSystem(settings, db)
+            try:
+                system = JobSystem(settings, db)
+            except SettingsError as exc:
+                _fail(str(exc), 2)
             runner = Runner(system, concurrency=concurrency, queues=queue, burst=burst)
 
             def on_signal(signum: int, _frame: Any) -> None:

@@ -141,6 +141,13 @@ def all_types() -> list[JobType]:
 
 def load(extra_modules: str = "") -> None:
     """Import the built-in job types and any listed in INTERLOCK_JOBS_IMPORTS."""
+    from interlock.server.settings import SettingsError
+
     importlib.import_module("interlock.server.jobs.builtin")
     for module in filter(None, (m.strip() for m in extra_modules.split(","))):
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise SettingsError(
+                f"invalid setting INTERLOCK_JOBS_IMPORTS: cannot import {module!r} ({exc})"
+            ) from None
