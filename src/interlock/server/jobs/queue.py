@@ -13,9 +13,11 @@ Huey keeps no results here (`results=False`): results, errors and history live i
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from huey import Huey, PostgresHuey, RedisHuey, SqliteHuey
 from huey.api import Task
 from sqlalchemy.engine import make_url
@@ -76,20 +78,32 @@ class JobQueues:
             # fsync: an enqueue the API acknowledged survives a power cut, like the main db.
             huey = SqliteHuey(name, results=False, filename=str(path), fsync=True, timeout=10)
         else:
-            url = make_url(self.settings.effective_database_url).set(drivername="postgresql")
-            huey = PostgresHuey(
-                name,
-                results=False,
-                dsn=url.render_as_string(hide_password=False),
-                blocking=False,
-                table_prefix=POSTGRES_TABLE_PREFIX,
-            )
+            huey = self._postgres_huey(name)
         for job_type in registry.all_types():
             if job_type.queue == queue:
                 _register(huey, job_type, self)
         for hook in self.on_build:
             hook(huey)
         return huey
+
+    def _postgres_huey(self, name: str) -> Huey:
+        url = make_url(self.settings.effective_database_url).set(drivername="postgresql")
+        for attempt in range(3):
+            try:
+                return PostgresHuey(
+                    name,
+                    results=False,
+                    dsn=url.render_as_string(hide_password=False),
+                    blocking=False,
+                    table_prefix=POSTGRES_TABLE_PREFIX,
+                )
+            except psycopg.errors.UniqueViolation:
+                # Two nodes creating the queue tables at the same moment: PostgreSQL's
+                # CREATE TABLE IF NOT EXISTS can still collide; the second try finds them.
+                if attempt == 2:
+                    raise
+                time.sleep(0.1)
+        raise AssertionError("unreachable")
 
     def task(
         self,
