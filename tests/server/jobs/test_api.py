@@ -247,3 +247,20 @@ def test_metrics_show_jobs_by_state_and_type_duration_and_queue_depth(admin: Tes
     assert 'interlock_jobs{name="interlock.echo",status="succeeded"} 1.0' in text
     assert 'interlock_job_queue_depth{kind="ready",queue="default"} 0.0' in text
     assert 'interlock_job_duration_seconds_count{name="interlock.echo",outcome="succeeded"}' in text
+
+
+def test_a_job_the_queue_refuses_is_recorded_as_failed_and_the_api_says_unavailable(
+    admin: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = admin.app.state.jobs  # type: ignore[attr-defined]
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("queue down")
+
+    monkeypatch.setattr(jobs.queues, "enqueue", refuse)
+
+    assert_problem(admin.post("/api/v1/jobs", json={"name": "interlock.echo"}), 503, "unavailable")
+
+    (job,) = admin.get("/api/v1/jobs").json()["items"]
+    assert job["status"] == "failed"
+    assert "queue refused" in job["error"]
