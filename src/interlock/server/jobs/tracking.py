@@ -61,6 +61,10 @@ class Tracker:
         if job_type is None:
             return
         status = JobStatus.SCHEDULED if signal == signals.SIGNAL_SCHEDULED else JobStatus.ENQUEUED
+        with self.db.read_session() as session:
+            job = service.find_by_task(session, task.id)
+            if job is not None and job.status == status:
+                return  # recorded already (the API writes the row before queueing)
         with self.db.write_session() as session:
             service.mark_waiting(
                 session, job_type, task.id, dict(task.kwargs), status, _aware(task.eta)
