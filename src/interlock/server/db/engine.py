@@ -66,11 +66,29 @@ class Database:
         self.engine = make_engine(url, **engine_kwargs)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
-        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite's read transaction is a snapshot already (WAL); PostgreSQL's default reads
+        # each statement at its own time, so a page and its total, or the audit chain and its
+        # head, could disagree there while agreeing on SQLite.
+        read_engine = (
+            self.engine
+            if self.is_sqlite
+            else self.engine.execution_options(isolation_level="REPEATABLE READ")
+        )
+        self._read = sessionmaker(read_engine, expire_on_commit=False)
         self._write = sessionmaker(write_engine, expire_on_commit=False)
+
+    @property
+    def backend(self) -> str:
+        """ "sqlite" or "postgresql"."""
+        return self.engine.dialect.name
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
+        """Reads from one consistent snapshot, on both backends, without taking the write lock.
+
+        Writes do not belong here: a read session that writes is not serialized with the
+        other writers (and on SQLite fails at once if one committed since it began).
+        """
         with self._read() as session:
             yield session
 
