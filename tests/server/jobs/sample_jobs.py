@@ -42,3 +42,9 @@ def gate_once(ctx: JobContext, path: str, started: str = "", timeout: float = 20
 @job("test.hidden")
 def hidden(ctx: JobContext) -> None:
     """Registered, but not enqueueable through the API."""
+
+
+@job("test.elsewhere", enqueueable=True, queue="side")
+def elsewhere(ctx: JobContext) -> str:
+    """A job on its own queue, for workers started with --queue."""
+    return "side"

@@ -209,7 +209,10 @@ def test_stats_count_jobs_by_state_and_type_with_throughput_and_failure_rate(
     assert stats["finished"] == 3
     assert stats["throughput_per_minute"] == pytest.approx(0.3)
     assert stats["failure_rate"] == pytest.approx(1 / 3)
-    assert stats["queues"] == [{"queue": "default", "ready": 0, "scheduled": 0}]
+    assert stats["queues"] == [
+        {"queue": "default", "ready": 0, "scheduled": 0},
+        {"queue": "side", "ready": 0, "scheduled": 0},
+    ]
 
 
 def test_the_schedule_lists_periodic_jobs_with_their_next_run(admin: TestClient) -> None:
@@ -227,7 +230,7 @@ def test_the_embedded_runner_is_listed_as_a_live_worker(admin: TestClient) -> No
     items = admin.get("/api/v1/jobs/workers").json()["items"]
 
     assert [(w["status"], w["embedded"], w["queues"]) for w in items] == [
-        ("alive", True, ["default"])
+        ("alive", True, ["default", "side"])
     ]
 
 

@@ -12,6 +12,9 @@ from interlock.server.app import create_app
 from interlock.server.auth import service as auth
 from interlock.server.auth.roles import Role
 from interlock.server.db.engine import Database
+from interlock.server.jobs import service
+from interlock.server.jobs.runner import Runner
+from interlock.server.jobs.system import JobSystem
 from interlock.server.settings import Settings
 from tests.helpers import TEST_ACTOR
 from tests.server.jobs.conftest import enqueue, wait_for_file, wait_for_job
@@ -46,3 +49,24 @@ def test_a_job_still_running_at_shutdown_is_run_again_by_the_next_start(
     assert "stopped" in {w["status"] for w in stopped}
     assert (done["status"], done["attempts"]) == ("succeeded", 2)
     assert any("was lost" in (step["detail"] or "") for step in done["history"])
+
+
+def test_a_burst_runner_on_one_queue_drains_it_and_leaves_the_others(
+    settings: Settings, db: Database
+) -> None:
+    system = JobSystem(settings, db)
+    side = system.enqueue(TEST_ACTOR, "test.elsewhere", {})
+    default = system.enqueue(TEST_ACTOR, "interlock.echo", {})
+    runner = Runner(system, concurrency=2, queues=["side"], burst=True)
+
+    runner.start()
+    assert runner.wait(timeout=30)
+    runner.stop()
+
+    with db.read_session() as session:
+        ran = service.get_job(session, side.id)
+        untouched = service.get_job(session, default.id)
+    assert (ran.status, ran.result, ran.queue) == ("succeeded", "side", "side")
+    assert untouched.status == "enqueued"
+    assert system.queues.depth() == {"default": (1, 0), "side": (0, 0)}
+    system.close()

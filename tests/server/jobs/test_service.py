@@ -253,7 +253,7 @@ def test_each_node_starts_the_periodic_jobs_due_this_minute_once_between_them(
         "enqueued",
         True,
     )
-    assert system.queues.depth() == {"default": (1, 0)}
+    assert system.queues.depth()["default"] == (1, 0)
     system.close()
 
 
