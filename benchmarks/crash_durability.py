@@ -66,7 +66,8 @@ class Change:
     project: str
     name: str  # environment key for "environment", the new name for "rename"
     environments: tuple[str, ...] = ()
-    outcome: str = "unknown"  # "acked" (2xx) | "refused" (4xx) | "unknown" (no answer, 5xx)
+    # "acked" (2xx) | "refused" (4xx) | "unknown" (sent, no answer or a 5xx) | "unsent"
+    outcome: str = "unknown"
     version: int | None = None
     status: int | None = None
 
@@ -92,6 +93,9 @@ def _send(client: httpx.Client, change: Change, method: str, url: str, **kwargs:
     """Send one write; record its outcome. Returns the response, or None if none came."""
     try:
         response = client.request(method, url, **kwargs)
+    except httpx.ConnectError:
+        change.outcome = "unsent"  # the server was already gone
+        return None
     except httpx.HTTPError:
         change.outcome = "unknown"
         return None
@@ -349,6 +353,7 @@ class Check:
     lost: list[str]
     half_written: list[str]
     found: int
+    applied_unanswered: int
     integrity: str
     audit_ok: bool
 
@@ -383,10 +388,12 @@ def check(target: Target, changes: list[Change]) -> Check:
             ).all()
     finally:
         db.dispose()
-    half = half_written(projects, environments, [(a, r, _json(x)) for a, r, x in entries])
-    lost = lost_changes(changes, projects, environments, [(a, r, _json(x)) for a, r, x in entries])
+    plain = [(a, r, _json(x)) for a, r, x in entries]
+    half = half_written(projects, environments, plain)
+    lost = lost_changes(changes, projects, environments, plain)
     acked = sum(1 for c in changes if c.outcome == "acked")
-    return Check(lost, half, acked - len(lost), integrity(target), audit_ok)
+    applied = applied_unanswered(changes, projects, environments, plain)
+    return Check(lost, half, acked - len(lost), applied, integrity(target), audit_ok)
 
 
 def _json(value: Any) -> dict[str, Any]:
@@ -449,26 +456,54 @@ def lost_changes(
     entries: list[Entry],
 ) -> list[str]:
     """Acknowledged changes the database does not hold."""
+    held = _holds(projects, environments, entries)
+    return [_describe(c) for c in changes if c.outcome == "acked" and not held(c)]
+
+
+def applied_unanswered(
+    changes: list[Change],
+    projects: dict[str, tuple[str, int]],
+    environments: set[tuple[str, str]],
+    entries: list[Entry],
+) -> int:
+    """Changes that committed although their answer was lost in a kill (allowed, and a sign
+    that kills land between the commit and the response too)."""
+    held = _holds(projects, environments, entries)
+    return sum(1 for c in changes if c.outcome == "unknown" and held(c))
+
+
+def _describe(change: Change) -> str:
+    if change.kind == "project":
+        return f"project {change.project}"
+    if change.kind == "environment":
+        return f"environment {change.project}/{change.name}"
+    return f"rename of {change.project} to {change.name}"
+
+
+def _holds(
+    projects: dict[str, tuple[str, int]],
+    environments: set[tuple[str, str]],
+    entries: list[Entry],
+) -> Callable[[Change], bool]:
     created_with = {
         r: tuple(x.get("environments", ())) for a, r, x in entries if a == "project.create"
     }
     renamed = {(r, x.get("name"), x.get("version")) for a, r, x in entries if a == "project.update"}
-    lost = []
-    for change in changes:
-        if change.outcome != "acked":
-            continue
+    renamed_to = {(r, name) for r, name, _ in renamed}
+
+    def held(change: Change) -> bool:
         if change.kind == "project":
-            if (
-                change.project not in projects
-                or created_with.get(change.project) != change.environments
-            ):
-                lost.append(f"project {change.project}")
-        elif change.kind == "environment":
-            if (change.project, change.name) not in environments:
-                lost.append(f"environment {change.project}/{change.name}")
-        elif (change.project, change.name, change.version) not in renamed:
-            lost.append(f"rename of {change.project} to {change.name}")
-    return lost
+            return (
+                change.project in projects
+                and created_with.get(change.project) == change.environments
+            )
+        if change.kind == "environment":
+            return (change.project, change.name) in environments
+        if change.version is None:  # no answer, so no version to match
+            return (change.project, change.name) in renamed_to
+        return (change.project, change.name, change.version) in renamed
+
+    return held
 
 
 def integrity(target: Target) -> str:
@@ -492,7 +527,8 @@ class Report:
     found: int
     lost: int
     half_written: int
-    in_flight: int
+    unanswered: int
+    applied_unanswered: int
     server_errors: int
     integrity: str
     audit_verify: str
@@ -557,7 +593,8 @@ def run(
         found=last.found if last else 0,
         lost=len(lost),
         half_written=len(half),
-        in_flight=sum(1 for c in changes if c.outcome == "unknown"),
+        unanswered=sum(1 for c in changes if c.outcome == "unknown"),
+        applied_unanswered=last.applied_unanswered if last else 0,
         server_errors=sum(1 for c in changes if c.status is not None and c.status >= 500),
         integrity=", ".join(sorted(integrity_seen)) or "-",
         audit_verify="ok" if audit_ok and cli_verified else "FAILED",
@@ -572,7 +609,7 @@ COLUMNS = (
     ("changes found", "found"),
     ("lost", "lost"),
     ("half-written", "half_written"),
-    ("in flight at a kill", "in_flight"),
+    ("unanswered (of them applied)", "unanswered"),
     ("5xx", "server_errors"),
     ("integrity", "integrity"),
     ("audit verify", "audit_verify"),
@@ -586,6 +623,8 @@ def table(reports: list[Report]) -> str:
         for _, name in COLUMNS:
             if name == "survived":
                 row.append(f"{report.kills_survived}/{report.kills}")
+            elif name == "unanswered":
+                row.append(f"{report.unanswered} ({report.applied_unanswered})")
             else:
                 row.append(str(getattr(report, name)))
         rows.append(row)

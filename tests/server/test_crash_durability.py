@@ -51,8 +51,9 @@ def test_acknowledged_changes_survive_kill_9_and_none_is_half_written(
 # The checker itself, on made-up states: it must notice what it is there to notice.
 
 Change = crash_durability.Change
-CREATED = ("project.create", "p1", {"environments": ["e0", "e1"]})
-WHOLE = (
+State = tuple[dict[str, tuple[str, int]], set[tuple[str, str]], list[crash_durability.Entry]]
+CREATED: crash_durability.Entry = ("project.create", "p1", {"environments": ["e0", "e1"]})
+WHOLE: State = (
     {"p1": ("p1", 2)},
     {("p1", "e0"), ("p1", "e1"), ("p1", "x1")},
     [
@@ -101,3 +102,13 @@ def test_the_checker_reports_an_acknowledged_change_that_is_missing() -> None:
         "rename of p1 to other",
         "project p2",
     ]
+
+
+def test_the_checker_counts_changes_that_committed_without_an_answer() -> None:
+    unanswered = [
+        Change("environment", "p1", "x1", outcome="unknown"),
+        Change("rename", "p1", "p1", outcome="unknown"),
+        Change("environment", "p1", "x9", outcome="unknown"),
+        Change("project", "p1", "p1", ("e0", "e1"), outcome="unsent"),
+    ]
+    assert crash_durability.applied_unanswered(unanswered, *WHOLE) == 2
