@@ -193,8 +193,9 @@ def _next_seq(session: Session, seq: int | None) -> Any:
 def _read_one_snapshot(session: Session) -> None:
     """PostgreSQL reads each statement at its own time by default; ask for one snapshot.
 
-    SQLite's read transaction is already a snapshot (WAL), and setting an isolation level
-    there would hand transaction control back to pysqlite.
+    `Database.read_session()` gives one already; this covers any other fresh session verify
+    is handed. SQLite's read transaction is a snapshot anyway (WAL), and setting an isolation
+    level there would hand transaction control back to pysqlite.
     """
     if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
