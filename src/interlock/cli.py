@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -104,17 +103,15 @@ if HAVE_SERVER:
         port: Annotated[int | None, typer.Option(help="Default INTERLOCK_PORT.")] = None,
         workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
     ) -> None:
-        """Serve the API (and UI) on HOST:PORT."""
-        import uvicorn
-
-        from interlock.server.app import create_app
-        from interlock.server.logs import configure_logging
-
-        overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v}
-        settings = _settings(**overrides)
-        configure_logging(settings.log_level, settings.log_format)
+        """Serve the API (and UI) on HOST:PORT; SIGTERM drains in-flight requests, then exits."""
         import structlog
 
+        from interlock.server import serving
+        from interlock.server.logs import configure_logging
+
+        given = {"host": host, "port": port, "workers": workers}
+        settings = _settings(**{name: value for name, value in given.items() if value is not None})
+        configure_logging(settings.log_level, settings.log_format)
         log = structlog.get_logger("interlock")
         log.info("configuration", **settings.redacted())
 
@@ -133,28 +130,7 @@ if HAVE_SERVER:
             pass
         url = f"http://{settings.host}:{settings.port}"
         log.info("serving", url=url, docs=f"{url}/docs", workers=settings.workers)
-        common: dict[str, Any] = {
-            "host": settings.host,
-            "port": settings.port,
-            "log_config": None,
-            "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
-            "proxy_headers": False,
-        }
-        if settings.workers == 1:
-            uvicorn.run(create_app(settings), **common)
-            return
-        metrics_dir = settings.data_dir / "prometheus"
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-        for name, value in overrides.items():
-            os.environ[f"INTERLOCK_{name.upper()}"] = str(value)
-        uvicorn.run(
-            "interlock.server.app:create_app_from_env",
-            factory=True,
-            workers=settings.workers,
-            **common,
-        )
+        serving.run(settings)
 
     @app.command()
     def worker(

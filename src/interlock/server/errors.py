@@ -9,10 +9,29 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from interlock.server.problems import STATUS_TO_TYPE, Problem, ProblemType, problem_response
 
 _LOCATION_NAMES = {"query": "query", "path": "path", "header": "header", "cookie": "cookie"}
+# What FastAPI raises when a JSON body cannot even be decoded (e.g. it is not UTF-8).
+_BODY_PARSE_FAILURE = "There was an error parsing the body"
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path: a path is often several routes (GET and
+    POST on a collection), and the router's own 405 names only the first one it tried."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
 
 
 def json_pointer(parts: Sequence[Any]) -> str:
@@ -51,15 +70,21 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         kind = STATUS_TO_TYPE.get(exc.status_code, ProblemType.BAD_REQUEST)
+        headers = dict(exc.headers or {})
         if exc.status_code == 404 and exc.detail == "Not Found":
             detail = f"no resource at {request.url.path}"
         elif exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}"
+            allow = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
+            headers["Allow"] = allow
+            detail = f"{request.method} is not allowed on {request.url.path}; use {allow}"
+        elif exc.status_code == 400 and exc.detail == _BODY_PARSE_FAILURE:
+            kind = ProblemType.MALFORMED_REQUEST
+            detail = "request body could not be read as JSON (send UTF-8 encoded JSON)"
         else:
             detail = str(exc.detail)
         status_for_unknown = exc.status_code if exc.status_code not in STATUS_TO_TYPE else None
         response = problem_response(
-            kind, detail, instance=request.url.path, headers=dict(exc.headers or {}) or None
+            kind, detail, instance=request.url.path, headers=headers or None
         )
         if status_for_unknown:
             response.status_code = status_for_unknown

@@ -100,7 +100,14 @@ class EdgeMiddleware:
 
 
 class BodyGuardMiddleware:
-    """413 for bodies over the limit (declared or streamed), 415 for non-JSON API bodies."""
+    """413 for bodies over the limit (declared or streamed), 415 for non-JSON API bodies.
+
+    Both are raised when the route reads the body, not here: the route is known by then, so
+    the problem is answered by the problem handlers and counted under the route's template,
+    and a route that takes no body is not refused for one it would ignore. Routes read the
+    body before authenticating or touching the database, so nothing is done for a body that
+    is refused.
+    """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, json_prefixes: tuple[str, ...]) -> None:
         self.app = app
@@ -112,43 +119,37 @@ class BodyGuardMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        instance = scope["path"]
         declared = headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            too_large = declared.isdigit()
-            kind = ProblemType.BODY_TOO_LARGE if too_large else ProblemType.BAD_REQUEST
-            detail = (
-                f"request body is over the limit of {self.max_body_bytes} bytes"
-                if too_large
-                else "Content-Length is not a number"
-            )
-            await problem_response(kind, detail, instance=instance)(scope, receive, send)
+        if declared is not None and not declared.isdigit():
+            detail = "Content-Length is not a number"
+            response = problem_response(ProblemType.BAD_REQUEST, detail, instance=scope["path"])
+            await response(scope, receive, send)
             return
-        has_body = (declared not in (None, "0")) or "transfer-encoding" in headers
-        if has_body and scope["path"].startswith(self.json_prefixes):
-            media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-            if not JSON_TYPES.match(media_type):
-                detail = f"send JSON (Content-Type: application/json), not {media_type or 'none'}"
-                response = problem_response(
-                    ProblemType.UNSUPPORTED_MEDIA_TYPE, detail, instance=instance
-                )
-                await response(scope, receive, send)
-                return
-
-        received = 0
         limit = self.max_body_bytes
+        refusal: HTTPException | None = None
+        if declared is not None and int(declared) > limit:
+            refusal = HTTPException(413, f"request body is over the limit of {limit} bytes")
+        elif scope["path"].startswith(self.json_prefixes):
+            has_body = (declared is not None and declared != "0") or "transfer-encoding" in headers
+            media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if has_body and not JSON_TYPES.match(media_type):
+                refusal = HTTPException(
+                    415, f"send JSON (Content-Type: application/json), not {media_type or 'none'}"
+                )
+        received = 0
 
-        async def limited_receive() -> Message:
+        async def guarded_receive() -> Message:
             nonlocal received
+            if refusal is not None:
+                raise refusal
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    # Raised inside the route's body parsing, so the problem handlers answer.
                     raise HTTPException(413, f"request body is over the limit of {limit} bytes")
             return message
 
-        await self.app(scope, limited_receive, send)
+        await self.app(scope, guarded_receive, send)
 
 
 def request_id_of(scope_or_state: Any) -> str | None:

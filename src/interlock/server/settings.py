@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from limits import parse as parse_rate_limit
-from pydantic import Field, SecretStr, field_validator, model_validator
+from limits import parse_many
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_KEY_FILE = "secret_key"
@@ -27,15 +31,24 @@ class LogLevel(StrEnum):
     ERROR = "error"
 
 
+# Fields whose values never appear in messages or logs.
+SECRET_SETTINGS = frozenset({"secret_key", "database_url", "redis_url"})
+REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
+# Query parameters of a URL that carry credentials (psycopg and redis-py accept both).
+_SECRET_QUERY_PARAMS = frozenset({"password", "passwd", "pass", "sslpassword", "token"})
+
+
 def _rate_limit(value: str | None) -> str | None:
-    if value in (None, ""):
+    if value is None or not value.strip():
         return None
-    assert value is not None
     try:
-        parse_rate_limit(value)
-    except ValueError as exc:
-        raise ValueError(f"not a rate limit like '600/minute': {value!r}") from exc
-    return value
+        parsed = parse_many(value)
+    except ValueError:
+        parsed = []
+    # One rule per setting: a second one would be silently ignored by the limiter.
+    if len(parsed) != 1:
+        raise ValueError("not a rate limit like '600/minute' or '10 per 15 minutes'")
+    return value.strip()
 
 
 class Settings(BaseSettings):
@@ -46,7 +59,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".interlock"), description="Where the embedded database lives.")
     database_url: str = Field("", description="SQLAlchemy URL; empty means SQLite in data_dir.")
     secret_key: SecretStr | None = Field(
-        None, description="Signs sessions and CSRF tokens; generated in embedded mode."
+        None,
+        min_length=16,
+        description="Signs sessions and CSRF tokens; generated in embedded mode.",
     )
     redis_url: str | None = Field(None, description="Shared store for rate limits (optional).")
     host: str = "127.0.0.1"
@@ -110,19 +125,56 @@ class Settings(BaseSettings):
     def _check_rate_limit(cls, value: str | None) -> str | None:
         return _rate_limit(value)
 
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lowercase(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
-        if value and not value.startswith(("sqlite", "postgresql")):
-            raise ValueError("must start with sqlite:// or postgresql://")
+        value = value.strip()
+        if not value:
+            return value
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            raise ValueError("must look like sqlite:///path or postgresql://user@host/db")
+        if scheme in ("postgres", "postgresql", "postgresql+psycopg"):
+            # psycopg 3 is the only PostgreSQL driver we ship.
+            value = "postgresql+psycopg://" + rest
+        elif scheme != "sqlite":
+            raise ValueError("must start with sqlite:// or postgresql:// (psycopg 3 is the driver)")
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError("is not a valid database URL") from None
         return value
 
-    @model_validator(mode="after")
-    def _fill_defaults(self) -> Settings:
-        if self.database_url.startswith("postgresql://"):
-            # psycopg 3 is the only PostgreSQL driver we ship.
-            self.database_url = "postgresql+psycopg://" + self.database_url.split("://", 1)[1]
-        return self
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        scheme, sep, _ = value.partition("://")
+        if not sep or scheme not in REDIS_SCHEMES:
+            raise ValueError("must start with redis://, rediss:// or redis+unix://")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_public_base_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(
+                    "must be an http:// or https:// URL, like https://flags.example.com"
+                )
+        return value
 
     @property
     def embedded(self) -> bool:
@@ -147,19 +199,28 @@ class Settings(BaseSettings):
                 "every replica must share it"
             )
         path = self.data_dir / SECRET_KEY_FILE
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(48))
-        return path.read_text().strip()
+        try:
+            if not path.exists():
+                _create_secret_file(path, secrets.token_urlsafe(48))
+            key = path.read_text().strip()
+        except OSError as exc:
+            raise SettingsError(
+                f"INTERLOCK_DATA_DIR: cannot keep the secret key in {path}: {exc.strerror}"
+            ) from None
+        if len(key) < 16:
+            raise SettingsError(f"INTERLOCK_SECRET_KEY: the key in {path} is too short; delete it")
+        return key
 
     def redacted(self) -> dict[str, Any]:
         """Effective configuration for the startup log, secrets hidden."""
         shown = self.model_dump(mode="json")
-        shown["secret_key"] = "***" if self.secret_key else "(generated in data dir)"
-        shown["database_url"] = _redact_url(self.effective_database_url)
+        del shown["secret_key"]
+        shown["secret_key_from"] = (
+            "INTERLOCK_SECRET_KEY" if self.secret_key else f"{self.data_dir / SECRET_KEY_FILE}"
+        )
+        shown["database_url"] = redact_url(self.effective_database_url)
         if self.redis_url:
-            shown["redis_url"] = _redact_url(self.redis_url)
+            shown["redis_url"] = redact_url(self.redis_url)
         return shown
 
 
@@ -167,13 +228,44 @@ class SettingsError(Exception):
     """A setting is missing or wrong; the message names it."""
 
 
-def _redact_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
+def _create_secret_file(path: Path, key: str) -> None:
+    """Write the key readable by the owner only, all at once: a concurrent starter (another
+    worker, a CLI command) either finds no file or the whole key, never an empty one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret_key.")
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
+        with os.fdopen(fd, "w") as file:
+            file.write(key)
+            file.flush()
+            os.fsync(file.fileno())
+        # mkstemp creates the file 0600; link() fails if another process created the key first,
+        # and then that key is the one everybody uses.
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (in the authority or the query) replaced by ***."""
+    try:
+        parts = urlsplit(url)
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:
         return "***"
+    secret_query = any(name.lower() in _SECRET_QUERY_PARAMS for name, _ in pairs)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not (at and ":" in userinfo) and not secret_query:
+        return url  # nothing to hide; untouched (sqlite:////abs/path must keep its slashes)
+    netloc = f"{userinfo.split(':', 1)[0]}:***@{host}" if at and ":" in userinfo else parts.netloc
+    query = parts.query
+    if secret_query:
+        query = urlencode(
+            [(n, "***" if n.lower() in _SECRET_QUERY_PARAMS else v) for n, v in pairs], safe="*"
+        )
+    # Not urlunsplit: it drops the empty authority of redis+unix:///path.
+    shown = f"{parts.scheme}://{netloc}{parts.path}"
+    return shown + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -184,5 +276,10 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "INTERLOCK_" + "_".join(str(p) for p in first["loc"]).upper() if first["loc"] else ""
-        raise SettingsError(f"invalid setting {name}: {first['msg']}".replace("  ", " ")) from None
+        field = "_".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        if field and field not in SECRET_SETTINGS and isinstance(first.get("input"), str | int):
+            message += f" (got {first['input']!r})"
+        name = f"INTERLOCK_{field.upper()}" if field else "settings"
+        line = f"invalid setting {name}: {message}"
+        raise SettingsError(" ".join(line.split())) from None

@@ -19,6 +19,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import interlock
@@ -42,9 +43,25 @@ BUILD_INFO = Gauge(
 )
 BUILD_INFO.labels(interlock.__version__, platform.python_version()).set(1)
 
-# Paths that match no route are counted under one label, so scanners cannot explode the
-# number of time series.
+# Paths that match no route are counted under one label, and unusual methods under another,
+# so scanners cannot explode the number of time series.
 UNMATCHED = "<unmatched>"
+OTHER_METHOD = "OTHER"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that served this request, e.g. `/api/v1/projects/{project}`."""
+    path = getattr(scope.get("route"), "path", None)
+    if path:
+        return str(path)
+    # Plain Starlette routes (/docs, /openapi.json) do not say which route they are.
+    router = getattr(scope.get("app"), "router", None)
+    for route in getattr(router, "routes", ()):
+        path = getattr(route, "path", None)
+        if isinstance(path, str) and route.matches(scope)[0] != Match.NONE:
+            return path
+    return UNMATCHED
 
 
 def render_metrics() -> tuple[bytes, str]:
@@ -75,8 +92,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_recording)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED
-            method = scope["method"]
+            template = route_template(scope)
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
             REQUESTS.labels(method, template, str(status)).inc()
             LATENCY.labels(method, template).observe(time.perf_counter() - started)
