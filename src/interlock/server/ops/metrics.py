@@ -31,8 +31,8 @@ REQUESTS = Counter(
 )
 LATENCY = Histogram(
     "interlock_http_request_duration_seconds",
-    "HTTP request latency by method and route template.",
-    ["method", "route"],
+    "HTTP request latency by method, route template and status.",
+    ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 BUILD_INFO = Gauge(
@@ -95,4 +95,4 @@ class MetricsMiddleware:
             template = route_template(scope)
             method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
             REQUESTS.labels(method, template, str(status)).inc()
-            LATENCY.labels(method, template).observe(time.perf_counter() - started)
+            LATENCY.labels(method, template, str(status)).observe(time.perf_counter() - started)
