@@ -140,6 +140,7 @@ def test_a_finished_job_cannot_be_cancelled_and_a_succeeded_one_not_retried(
         ({"name": "test.hidden"}, "/name"),
         ({"name": "interlock.echo", "args": {"unknown": 1}}, "/args"),
         ({"name": "test.gate", "args": {}}, "/args"),
+        ({"name": "interlock.echo", "delay_seconds": -1}, "/delay_seconds"),
     ],
 )
 def test_a_job_that_cannot_be_enqueued_is_refused_and_nothing_is_recorded(
@@ -267,3 +268,34 @@ def test_a_job_the_queue_refuses_is_recorded_as_failed_and_the_api_says_unavaila
     (job,) = admin.get("/api/v1/jobs").json()["items"]
     assert job["status"] == "failed"
     assert "queue refused" in job["error"]
+
+
+def test_a_delayed_job_waits_on_the_schedule_then_runs(admin: TestClient) -> None:
+    response = admin.post(
+        "/api/v1/jobs", json={"name": "interlock.echo", "args": {}, "delay_seconds": 0.3}
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["status"] == "scheduled"
+    assert created["run_at"] is not None
+
+    done = wait_for_job(admin, created["id"])
+
+    assert done["status"] == "succeeded"
+    assert statuses(done) == ["scheduled", "enqueued", "running", "succeeded"]
+    assert done["started_at"] >= created["run_at"]
+
+
+def test_a_scheduled_job_can_be_cancelled_before_its_time(admin: TestClient) -> None:
+    response = admin.post("/api/v1/jobs", json={"name": "interlock.echo", "delay_seconds": 3600})
+    created = response.json()
+    assert admin.get("/api/v1/jobs/stats").json()["queues"][0] == {
+        "queue": "default",
+        "ready": 0,
+        "scheduled": 1,
+    }
+
+    cancelled = admin.post(f"/api/v1/jobs/{created['id']}/cancel").json()
+
+    assert cancelled["status"] == "revoked"
+    assert statuses(cancelled) == ["scheduled", "revoked"]

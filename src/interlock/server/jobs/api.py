@@ -111,7 +111,7 @@ def list_jobs(
 @router.post("", response_model=JobDetail, status_code=201)
 def enqueue_job(body: JobCreate, response: Response, jobs: Jobs, access: Admin) -> JobDetail:
     """Queue a job of a type registered as enqueueable (GET /api/v1/jobs/types)."""
-    job = jobs.enqueue(access.actor, body.name, body.args)
+    job = jobs.enqueue(access.actor, body.name, body.args, body.delay_seconds)
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     with jobs.db.read_session() as session:
         return job_detail(service.get_job(session, job.id, with_events=True))

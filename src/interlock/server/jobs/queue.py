@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -126,10 +126,23 @@ class JobQueues:
         return task
 
     def enqueue(
-        self, job_type: JobType, task_id: str, args: dict[str, Any], *, retries: int | None = None
+        self,
+        job_type: JobType,
+        task_id: str,
+        args: dict[str, Any],
+        *,
+        retries: int | None = None,
+        run_at: datetime | None = None,
     ) -> None:
-        self.huey(job_type.queue).enqueue(self.task(job_type, task_id, args, retries=retries))
-        self.wake.set()
+        """Queue the task now, or put it on the schedule for `run_at` (aware)."""
+        huey = self.huey(job_type.queue)
+        if run_at is None:
+            huey.enqueue(self.task(job_type, task_id, args, retries=retries))
+            self.wake.set()
+            return
+        # Huey keeps naive UTC times.
+        eta = run_at.astimezone(UTC).replace(tzinfo=None)
+        huey.add_schedule(self.task(job_type, task_id, args, retries=retries, eta=eta))
 
     def revoke(self, job_type: JobType, task_id: str) -> None:
         # revoke_once: the first look at the task (when a worker dequeues it) consumes the

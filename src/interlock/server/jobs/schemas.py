@@ -16,6 +16,9 @@ class JobCreate(BaseModel):
     args: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments of the job (JSON values)."
     )
+    delay_seconds: float | None = Field(
+        None, gt=0, le=30 * 24 * 3600, description="Run it this long from now (scheduled)."
+    )
 
 
 class JobEventOut(BaseModel):

@@ -87,8 +87,16 @@ def create_job(
     return job
 
 
-def enqueue(session: Session, actor: Actor, job_type: JobType, args: dict[str, Any]) -> Job:
-    """Record a job asked for by a person; the caller puts it on the queue after commit."""
+def enqueue(
+    session: Session,
+    actor: Actor,
+    job_type: JobType,
+    args: dict[str, Any],
+    *,
+    run_at: datetime | None = None,
+) -> Job:
+    """Record a job asked for by a person, to run now or at `run_at`; the caller puts it on
+    the queue after commit."""
     if not job_type.enqueueable:
         detail = f"job type {job_type.name!r} is not one operators may enqueue"
         raise Problem(
@@ -101,7 +109,14 @@ def enqueue(session: Session, actor: Actor, job_type: JobType, args: dict[str, A
         raise Problem(
             ProblemType.VALIDATION, detail, errors=[{"pointer": "/args", "detail": detail}]
         ) from exc
-    job = create_job(session, job_type, args, detail=f"enqueued by {actor.name}")
+    job = create_job(
+        session,
+        job_type,
+        args,
+        status=JobStatus.SCHEDULED if run_at else JobStatus.ENQUEUED,
+        run_at=run_at,
+        detail=f"enqueued by {actor.name}",
+    )
     record(session, actor, "job.enqueue", "job", str(job.id), after=snapshot(job))
     return job
 

@@ -3,11 +3,13 @@ both our records and the queue (a record is committed first, then the task is qu
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import structlog
 
 from interlock.server.audit.service import Actor
+from interlock.server.db.base import utcnow
 from interlock.server.db.engine import Database
 from interlock.server.jobs import metrics, registry, service
 from interlock.server.jobs.models import Job, JobStatus
@@ -27,8 +29,11 @@ class JobSystem:
         self.tracker = Tracker(db, self.queues)
         metrics.publish(self)
 
-    def enqueue(self, actor: Actor, name: str, args: dict[str, Any]) -> Job:
-        """Record and queue a job of an enqueueable type; Problem(422) for anything else."""
+    def enqueue(
+        self, actor: Actor, name: str, args: dict[str, Any], delay: float | None = None
+    ) -> Job:
+        """Record and queue a job of an enqueueable type (to run after `delay` seconds, if
+        given); Problem(422) for anything else."""
         job_type = registry.get(name)
         if job_type is None:
             detail = f"no job type {name!r}; GET /api/v1/jobs/types lists them"
@@ -36,7 +41,8 @@ class JobSystem:
                 ProblemType.VALIDATION, detail, errors=[{"pointer": "/name", "detail": detail}]
             )
         with self.db.write_session() as session:
-            job = service.enqueue(session, actor, job_type, args)
+            run_at = utcnow() + timedelta(seconds=delay) if delay else None
+            job = service.enqueue(session, actor, job_type, args, run_at=run_at)
         self._put(job)
         return job
 
@@ -69,7 +75,8 @@ class JobSystem:
         job_type = registry.get(job.name)
         assert job_type is not None
         try:
-            self.queues.enqueue(job_type, job.task_id, job.args)
+            run_at = job.run_at if job.status == JobStatus.SCHEDULED else None
+            self.queues.enqueue(job_type, job.task_id, job.args, run_at=run_at)
         except Exception as exc:
             log.exception("could not queue job", job_id=job.id)
             with self.db.write_session() as session:
