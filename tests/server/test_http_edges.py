@@ -149,3 +149,13 @@ def test_no_api_key_or_password_reaches_the_logs(
     assert "could not call upstream" in text, "the failure itself is logged"
     for secret in (admin_key, unknown_key, PASSWORD):
         assert secret not in text
+
+
+def test_head_is_answered_like_get_without_a_body(client: TestClient) -> None:
+    got = client.get("/healthz")
+    head = client.head("/healthz")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == got.headers["content-length"]
+    assert head.headers["X-Request-ID"]
+    assert client.head("/api/v1/projects/default").status_code == 401

@@ -202,3 +202,20 @@ def test_serve_refuses_an_unmigrated_postgres_schema_until_db_upgrade(
         ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["status"] == "ok"
+
+
+def test_serve_with_an_unreachable_database_stops_with_one_line(tmp_path: Path) -> None:
+    password = "pg-password-" + uuid.uuid4().hex[:8]
+    env = embedded_env(
+        tmp_path / "data",
+        # Nothing listens on port 1: the connection is refused at once.
+        INTERLOCK_DATABASE_URL=f"postgresql://postgres:{password}@127.0.0.1:1/test",
+        INTERLOCK_SECRET_KEY="secret-key-" + uuid.uuid4().hex,
+    )
+    result = run_cli("serve", env=env, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("interlock: cannot use the database")
+    assert "127.0.0.1:1" in last_line
+    assert password not in result.stderr

@@ -18,20 +18,22 @@ _LOCATION_NAMES = {"query": "query", "path": "path", "header": "header", "cookie
 _BODY_PARSE_FAILURE = "There was an error parsing the body"
 
 
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves on this path: a path is often several routes (GET and
     POST on a collection), and the router's own 405 names only the first one it tried."""
     routes = request.app.router.routes
-    return [
+    allowed = [
         method
         for method in _METHODS
         if any(
             route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
         )
     ]
+    # The edge answers HEAD wherever GET is served.
+    return [*allowed, "HEAD"] if "GET" in allowed else allowed
 
 
 def json_pointer(parts: Sequence[Any]) -> str:

@@ -40,7 +40,8 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class EdgeMiddleware:
-    """Request id in and out, security headers, one log line per request."""
+    """Request id in and out, security headers, one log line per request; HEAD is answered
+    as GET without the body (FastAPI routes declare GET only, and monitors probe with HEAD)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -56,6 +57,8 @@ class EdgeMiddleware:
         started = time.perf_counter()
         status = 500
         started_response = False
+        head = scope["method"] == "HEAD"
+        inner_scope = {**scope, "method": "GET"} if head else scope
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status, started_response
@@ -71,10 +74,12 @@ class EdgeMiddleware:
                     "Content-Security-Policy",
                     PAGE_CSP if content_type.startswith("text/html") else API_CSP,
                 )
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(inner_scope, receive, send_with_headers)
         except Exception:
             # The one place an unexpected error is caught: logged whole with the request id,
             # answered with a problem that shows nothing of our internals.
