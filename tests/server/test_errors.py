@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from interlock.server.auth.deps import get_db
 from interlock.server.auth.roles import Role
 from interlock.server.db.engine import Database
-from interlock.server.problems import STATUS_TITLES, ProblemType
+from interlock.server.problems import DESCRIPTIONS, STATUS_TITLES, ProblemType
 from interlock.server.projects import service as projects
 from interlock.server.settings import Settings
 from tests.conftest import make_settings
@@ -327,7 +327,12 @@ def test_each_problem_type_is_documented_at_its_uri(client: TestClient) -> None:
         response = client.get(kind.uri)
         assert response.status_code == 200, response.text
         status, title = STATUS_TITLES[kind]
-        assert response.json() == {"type": kind.uri, "status": status, "title": title}
+        assert response.json() == {
+            "type": kind.uri,
+            "status": status,
+            "title": title,
+            "description": DESCRIPTIONS[kind],
+        }
 
 
 def test_an_unknown_problem_type_is_not_found(client: TestClient) -> None:

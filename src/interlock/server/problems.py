@@ -58,6 +58,44 @@ STATUS_TITLES: dict[ProblemType, tuple[int, str]] = {
     ProblemType.UNAVAILABLE: (503, "Service unavailable"),
 }
 
+# What each type means and what to do about it; served at GET /problems/{slug}.
+DESCRIPTIONS: dict[ProblemType, str] = {
+    ProblemType.MALFORMED_REQUEST: "The request body is not valid JSON, or not UTF-8. Fix the "
+    "syntax and send it again.",
+    ProblemType.BAD_REQUEST: "A part of the request other than the body is malformed: a header, "
+    "a cursor, a character the URL may not hold.",
+    ProblemType.VALIDATION: "The request is well-formed but some values are not acceptable. "
+    "`errors` lists each one: `pointer` is a JSON pointer into the body (e.g. "
+    "`/environments/0/key`), or `parameter` and `in` name a query, path or header parameter.",
+    ProblemType.UNAUTHENTICATED: "No credentials, or an unknown, expired or revoked key or "
+    "session. Send `Authorization: Bearer <API key>` or log in (see `WWW-Authenticate`).",
+    ProblemType.FORBIDDEN: "The key or user is known, but its role does not allow this action "
+    "on this project or environment.",
+    ProblemType.CSRF: "An unsafe request made with a session cookie must send the value of the "
+    "`interlock_csrf` cookie in the `X-CSRF-Token` header.",
+    ProblemType.NOT_FOUND: "No such route, or no such resource that the caller may see.",
+    ProblemType.METHOD_NOT_ALLOWED: "The path exists, but not with this method; `Allow` lists "
+    "the methods it has.",
+    ProblemType.NOT_ACCEPTABLE: "The server cannot answer in a media type the `Accept` header "
+    "allows.",
+    ProblemType.CONFLICT: "The request contradicts the current state, e.g. it creates a key "
+    "that already exists. Nothing was changed.",
+    ProblemType.PRECONDITION_FAILED: "`If-Match` names a version that is no longer current: "
+    "someone changed the resource since you read it. Read it again (`current_etag`) and retry.",
+    ProblemType.BODY_TOO_LARGE: "The request body is over the server's limit "
+    "(INTERLOCK_MAX_BODY_BYTES).",
+    ProblemType.UNSUPPORTED_MEDIA_TYPE: "The body is not JSON: send it with "
+    "`Content-Type: application/json`.",
+    ProblemType.PRECONDITION_REQUIRED: "This update needs `If-Match` with the ETag of the "
+    "version you read, so that no one else's change is overwritten.",
+    ProblemType.RATE_LIMITED: "Too many requests. Wait the seconds in `Retry-After`; "
+    "`RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` describe the window.",
+    ProblemType.INTERNAL: "An unexpected error on the server; the request changed nothing. "
+    "Quote `request_id` when reporting it: the server logged the details under it.",
+    ProblemType.UNAVAILABLE: "The server cannot serve this now (its database or a queue does "
+    "not answer). Retry later.",
+}
+
 STATUS_TO_TYPE = {status: kind for kind, (status, _) in STATUS_TITLES.items()}
 STATUS_TO_TYPE[400] = ProblemType.BAD_REQUEST
 STATUS_TO_TYPE[403] = ProblemType.FORBIDDEN

@@ -15,7 +15,7 @@ from interlock.server.auth.deps import get_db
 from interlock.server.db.engine import Database
 from interlock.server.db.migrate import current_revision, head_revision
 from interlock.server.ops.metrics import render_metrics
-from interlock.server.problems import STATUS_TITLES, ProblemType, not_found
+from interlock.server.problems import DESCRIPTIONS, STATUS_TITLES, ProblemType, not_found
 
 router = APIRouter(tags=["operations"])
 
@@ -57,6 +57,7 @@ class ProblemTypeDoc(BaseModel):
     type: str
     status: int
     title: str
+    description: str
 
 
 @router.get("/healthz", response_model=Health)
@@ -117,4 +118,6 @@ def problem_type(slug: str) -> ProblemTypeDoc:
     except ValueError:
         raise not_found(f"problem type {slug!r}") from None
     status, title = STATUS_TITLES[kind]
-    return ProblemTypeDoc(type=kind.uri, status=status, title=title)
+    return ProblemTypeDoc(
+        type=kind.uri, status=status, title=title, description=DESCRIPTIONS.get(kind, title)
+    )
