@@ -205,12 +205,15 @@ def test_validation_errors_point_at_each_field_with_a_json_pointer(
     body = {
         "key": "Not A Slug",
         "name": "New",
-        "environments": [{"key": "ok", "name": "Ok"}, {"key": "ok2", "name": "Ok", "colour": 1}],
+        "environments": [
+            {"key": "Not A Slug", "name": "Ok"},
+            {"key": "ok2", "name": "Ok", "colour": 1},
+        ],
     }
     response = client.post("/api/v1/projects", json=body, headers=_bearer(admin_key))
     problem = assert_problem(response, 422, "validation-error")
     pointers = {error["pointer"] for error in problem["errors"]}
-    assert pointers == {"/key", "/environments/1/colour"}
+    assert pointers == {"/key", "/environments/0/key", "/environments/1/colour"}
     assert all(error["detail"] for error in problem["errors"])
 
 
