@@ -19,6 +19,7 @@ from interlock.server.jobs.runner import Runner
 from interlock.server.jobs.system import JobSystem
 from interlock.server.logs import configure_logging
 from interlock.server.middleware import BodyGuardMiddleware, EdgeMiddleware
+from interlock.server.openapi import install_openapi
 from interlock.server.ops.api import router as ops_router
 from interlock.server.ops.metrics import MetricsMiddleware
 from interlock.server.projects.api import router as projects_router
@@ -64,6 +65,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.jobs = jobs
 
     install_problem_handlers(app)
+    install_openapi(app, JSON_API_PREFIXES)
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(projects_router)

@@ -79,6 +79,14 @@ class EdgeMiddleware:
             await send(message)
 
         try:
+            if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+                # No key, slug or filter of ours holds a NUL, and PostgreSQL text cannot: refused
+                # here, for every route, before anything reads the URL.
+                detail = "the URL contains a NUL character (%00)"
+                await problem_response(ProblemType.BAD_REQUEST, detail)(
+                    scope, receive, send_with_headers
+                )
+                return
             await self.app(inner_scope, receive, send_with_headers)
         except Exception:
             # The one place an unexpected error is caught: logged whole with the request id,

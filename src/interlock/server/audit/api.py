@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime
 
 from interlock.server.audit import service
 from interlock.server.audit.models import AuditEntry
 from interlock.server.audit.schemas import AuditEntryOut, AuditPage, AuditVerification
 from interlock.server.auth.deps import Access, Requirement, get_db
 from interlock.server.auth.roles import Action, allowed, can_see_project
+from interlock.server.auth.schemas import Moment
 from interlock.server.db.engine import Database
 from interlock.server.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit
 from interlock.server.problems import Problem, ProblemType, not_found
@@ -50,10 +50,10 @@ def list_audit(
     resource_id: Annotated[str | None, Query(max_length=200)] = None,
     actor_id: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[
-        AwareDatetime | None, Query(description="Entries at or after this time (with offset).")
+        Moment | None, Query(description="Entries at or after this time (with offset).")
     ] = None,
     until: Annotated[
-        AwareDatetime | None, Query(description="Entries before this time (with offset).")
+        Moment | None, Query(description="Entries before this time (with offset).")
     ] = None,
 ) -> AuditPage:
     """Newest first. Instance admins see everything; project admins name their project.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 from sqlalchemy.orm import Session
 
 from interlock.server.audit import service as audit
@@ -55,6 +55,8 @@ Config = Annotated[Settings, Depends(get_settings)]
 Limiter = Annotated[RateLimiter, Depends(get_limiter)]
 Administer = Annotated[Access, Depends(Requirement(Action.ADMINISTER, "instance"))]
 ManageSomewhere = Annotated[Access, Depends(Requirement(Action.MANAGE, "any"))]
+# A positive 64-bit id: a larger number cannot even be bound as a parameter (500 on SQLite).
+Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 # ---------------------------------------------------------------- login
@@ -75,7 +77,12 @@ def user_out(session: Session, user: User) -> UserOut:
     )
 
 
-@router.post("/auth/login", response_model=SessionOut, tags=["auth"])
+@router.post(
+    "/auth/login",
+    response_model=SessionOut,
+    tags=["auth"],
+    responses={401: {"description": "Wrong email or password, or the account is inactive."}},
+)
 def login(
     body: LoginRequest,
     request: Request,
@@ -224,14 +231,14 @@ def create_user(body: UserCreate, db: Db, settings: Config, access: Administer) 
 
 
 @router.get("/users/{user_id}", response_model=UserOut, tags=["users"])
-def get_user(user_id: int, db: Db, access: Administer) -> UserOut:
+def get_user(user_id: Id, db: Db, access: Administer) -> UserOut:
     with db.read_session() as session:
         return user_out(session, service.get_user(session, user_id))
 
 
 @router.patch("/users/{user_id}", response_model=UserOut, tags=["users"])
 def update_user(
-    user_id: int, body: UserUpdate, db: Db, settings: Config, access: Administer
+    user_id: Id, body: UserUpdate, db: Db, settings: Config, access: Administer
 ) -> UserOut:
     with db.write_session() as session:
         user = service.update_user(
@@ -347,14 +354,14 @@ def _visible_key(session: Session, principal: Principal, key_id: int) -> ApiKey:
 
 
 @router.get("/keys/{key_id}", response_model=KeyOut, tags=["keys"])
-def get_key(key_id: int, db: Db, access: ManageSomewhere) -> KeyOut:
+def get_key(key_id: Id, db: Db, access: ManageSomewhere) -> KeyOut:
     with db.read_session() as session:
         return key_out(session, _visible_key(session, access.principal, key_id))
 
 
 @router.post("/keys/{key_id}/revoke", response_model=KeyOut, tags=["keys"])
 def revoke_key(
-    key_id: int, db: Db, access: ManageSomewhere, body: KeyRevoke | None = None
+    key_id: Id, db: Db, access: ManageSomewhere, body: KeyRevoke | None = None
 ) -> KeyOut:
     """Revoke now, or at `at` so a replacement can be rolled out before this one stops."""
     with db.write_session() as session:
