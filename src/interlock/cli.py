@@ -391,12 +391,9 @@ if HAVE_SERVER:
         from interlock.server.audit.service import verify
 
         settings = _settings()
-        with _database(settings, prepare=False) as db:
-            from interlock.server.db.migrate import require_current_schema
-
-            require_current_schema(db.engine)
-            with db.read_session() as session:
-                result = verify(session)
+        # Like every command: embedded mode migrates first, PostgreSQL must be current.
+        with _database(settings) as db, db.read_session() as session:
+            result = verify(session)
         if result.ok:
             print(f"audit chain intact: {result.checked} entries")
             return
