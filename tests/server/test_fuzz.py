@@ -38,6 +38,7 @@ from interlock.server.auth import service as auth
 from interlock.server.auth.roles import Role
 from interlock.server.bootstrap import prepare
 from interlock.server.db.engine import Database
+from interlock.server.pagination import encode_cursor
 from interlock.server.problems import PROBLEM_JSON
 from interlock.server.settings import Settings
 from tests.conftest import make_settings
@@ -114,8 +115,10 @@ def test_every_operation_answers_as_the_openapi_document_says(case: Any) -> None
 # databases; the answer must be a documented status, and a problem if it is a 4xx.
 
 HOSTILE = {
-    "string": ["a\x00b", "x" * 5000, "%", "../../etc/passwd", "\u202e\ufeff"],
-    "integer": [str(2**63), str(-(2**63) - 1), "0", "1e400", "0x10"],
+    # A well-formed cursor of an id that cannot exist: cursors are strings to the document.
+    "string": ["a\x00b", "x" * 5000, "%", "../../etc/passwd", "\u202e\ufeff", encode_cursor(2**31)],
+    # 2**31: past PostgreSQL's INTEGER, within SQLite's; 2**63: past both.
+    "integer": [str(2**31), str(2**63), str(-(2**63) - 1), "0", "1e400", "0x10"],
     "date-time": [
         "0001-01-01T00:00:00+05:00",
         "9999-12-31T23:59:59-05:00",

@@ -84,6 +84,7 @@ def test_fastapis_own_validation_error_shape_is_gone(document: dict[str, Any]) -
         ("POST", "/api/v1/projects", {"401", "403", "409", "413", "415", "422"}, {"412"}),
         ("PATCH", "/api/v1/projects/{project}", {"404", "409", "412", "428"}, set()),
         ("DELETE", "/api/v1/projects/{project}", {"401", "403", "404", "409"}, {"413", "415"}),
+        ("POST", "/api/v1/jobs", {"401", "403", "409", "422", "503"}, set()),
     ],
 )
 def test_each_operation_declares_the_problems_it_can_give(

@@ -114,8 +114,9 @@ def with_problems(
     dependants = dict(_route_dependants(app))
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    schemas["Problem"] = PROBLEM_SCHEMA
-    schemas["ProblemError"] = PROBLEM_ERROR_SCHEMA
+    # Copies: whoever edits the served document must not edit these constants.
+    schemas["Problem"] = copy.deepcopy(PROBLEM_SCHEMA)
+    schemas["ProblemError"] = copy.deepcopy(PROBLEM_ERROR_SCHEMA)
     security_used = False
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
@@ -138,7 +139,7 @@ def with_problems(
                 operation["security"] = [{"apiKey": []}, {"session": []}]
                 security_used = True
     if security_used:
-        components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+        components.setdefault("securitySchemes", {}).update(copy.deepcopy(SECURITY_SCHEMES))
     for name in FASTAPI_VALIDATION_SCHEMAS:  # in order: the first refers to the second
         if f'"#/components/schemas/{name}"' not in json.dumps(document):
             schemas.pop(name, None)
@@ -186,7 +187,7 @@ def _problem_response(status: int, existing: dict[str, Any] | None) -> dict[str,
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
     if status == 429:
-        response["headers"] = RATE_LIMIT_HEADERS
+        response["headers"] = copy.deepcopy(RATE_LIMIT_HEADERS)
     elif status == 401:
         response["headers"] = {
             "WWW-Authenticate": {

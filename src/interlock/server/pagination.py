@@ -16,9 +16,9 @@ from interlock.server.problems import Problem, ProblemType
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
-# Ids are positive 64-bit integers: anything else was not given out here, and a larger number
-# would not even bind as a parameter on SQLite (OverflowError, a 500).
-MAX_ID = 2**63 - 1
+# Ids are INTEGER columns, 32-bit on PostgreSQL: anything larger was never given out, and
+# would not even bind as a parameter (out of range on PostgreSQL, OverflowError on SQLite).
+MAX_ID = 2**31 - 1
 
 T = TypeVar("T")
 

@@ -41,7 +41,7 @@ from interlock.server.auth.schemas import (
 from interlock.server.auth.service import Binding, Principal
 from interlock.server.db.base import utcnow
 from interlock.server.db.engine import Database
-from interlock.server.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit
+from interlock.server.pagination import DEFAULT_PAGE_SIZE, MAX_ID, Cursor, Limit
 from interlock.server.problems import Problem, ProblemType, not_found
 from interlock.server.projects import service as projects
 from interlock.server.projects.models import Environment, Project
@@ -55,8 +55,8 @@ Config = Annotated[Settings, Depends(get_settings)]
 Limiter = Annotated[RateLimiter, Depends(get_limiter)]
 Administer = Annotated[Access, Depends(Requirement(Action.ADMINISTER, "instance"))]
 ManageSomewhere = Annotated[Access, Depends(Requirement(Action.MANAGE, "any"))]
-# A positive 64-bit id: a larger number cannot even be bound as a parameter (500 on SQLite).
-Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
+# Larger ids were never given out, and cannot even be bound as a parameter (a 500).
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 # ---------------------------------------------------------------- login

@@ -7,7 +7,7 @@ may carry any project's data.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -34,7 +34,7 @@ from interlock.server.jobs.schemas import (
     WorkerOut,
 )
 from interlock.server.jobs.system import JobSystem
-from interlock.server.pagination import DEFAULT_PAGE_SIZE, Cursor, Limit
+from interlock.server.pagination import DEFAULT_PAGE_SIZE, MAX_ID, Cursor, Limit
 from interlock.server.settings import Settings
 
 log = structlog.get_logger("interlock.jobs")
@@ -43,7 +43,11 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 Admin = Annotated[Access, Depends(Requirement(Action.ADMINISTER, "instance"))]
 Db = Annotated[Database, Depends(get_db)]
-JobId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
+# Queueing may fail after the job is recorded (a problem, declared so the API document says).
+QUEUE_DOWN: dict[int | str, dict[str, Any]] = {
+    503: {"description": "The job queue is unavailable; the job was not queued."}
+}
 
 
 def get_jobs(request: Request) -> JobSystem:
@@ -108,7 +112,7 @@ def list_jobs(
         return JobPage(items=[job_out(j) for j in items], next_cursor=next_cursor)
 
 
-@router.post("", response_model=JobDetail, status_code=201)
+@router.post("", response_model=JobDetail, status_code=201, responses=QUEUE_DOWN)
 def enqueue_job(body: JobCreate, response: Response, jobs: Jobs, access: Admin) -> JobDetail:
     """Queue a job of a type registered as enqueueable (GET /api/v1/jobs/types)."""
     job = jobs.enqueue(access.actor, body.name, body.args, body.delay_seconds)
@@ -238,7 +242,7 @@ def cancel_job(job_id: JobId, jobs: Jobs, access: Admin) -> JobDetail:
         return job_detail(service.get_job(session, job_id, with_events=True))
 
 
-@router.post("/{job_id}/retry", response_model=JobDetail)
+@router.post("/{job_id}/retry", response_model=JobDetail, responses=QUEUE_DOWN)
 def retry_job(job_id: JobId, jobs: Jobs, access: Admin) -> JobDetail:
     """Queue a failed job again (its attempts keep counting); 409 for any other state."""
     jobs.retry(access.actor, job_id)
