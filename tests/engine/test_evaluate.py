@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from interlock.engine.bucketing import BucketingMode
+from interlock.engine.bucketing import BucketingMode, bucket, salt_prefix
 from interlock.engine.compiler import compile_environment
 from interlock.engine.evaluate import CompiledFlag, ErrorCode, Evaluation, Reason, evaluate
 from interlock.engine.model import (
@@ -434,3 +434,14 @@ def test_compatible_modes_take_the_peers_weights() -> None:
     assert evaluate(
         one(FlagConfig(on=True, fallthrough=Serve(split=unleash))), {"targetingKey": "x"}
     ).variation in {"on", "off"}
+
+
+def test_a_split_buckets_the_flag_key_dot_targeting_key() -> None:
+    flag = one(FlagConfig(on=True, fallthrough=half()))
+    custom = one(FlagConfig(on=True, fallthrough=half(salt="s", bucket_by=("team",))))
+    for i in range(300):
+        key = f"user-{i}"
+        expected = "on" if bucket(salt_prefix("flag"), key) < 50_000 else "off"
+        assert evaluate(flag, {"targetingKey": key}).variation == expected
+        expected = "on" if bucket(salt_prefix("s"), key) < 50_000 else "off"
+        assert evaluate(custom, {"team": key}).variation == expected

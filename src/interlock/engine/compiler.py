@@ -7,7 +7,10 @@ result that does not depend on the context is a prebuilt Evaluation.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Mapping
+
+import mmh3
 
 from interlock.engine import bucketing
 from interlock.engine.bucketing import BucketingMode
@@ -79,6 +82,8 @@ def _compile_split(
     if mode is BucketingMode.INTERLOCK:
         prefix = bucketing.salt_prefix(salt)
         bucket = bucketing.bucket
+        if split.bucket_by == (TARGETING_KEY,) and not split.random_fallback:
+            return _interlock_on_targeting_key(prefix, bounds, results, missing)
 
         def interlock(ctx: Context, rnd: str | None) -> Evaluation:
             text = keyer(ctx, rnd)
@@ -106,6 +111,22 @@ def _compile_split(
         return results[pick(bounds, point(salt + text, total))]
 
     return flagd
+
+
+def _interlock_on_targeting_key(
+    prefix: str, bounds: tuple[int, ...], results: tuple[Evaluation, ...], missing: Evaluation
+) -> Picker:
+    """The common split, inlined: the run has already refused a non-string targeting key."""
+    hash_ = mmh3.hash
+    buckets = bucketing.BUCKETS
+
+    def pick_by_key(ctx: Context, rnd: str | None) -> Evaluation:
+        key = ctx.get(TARGETING_KEY)
+        if key is None:
+            return missing
+        return results[bisect_right(bounds, (hash_(prefix + key, 0, False) * buckets) >> 32)]  # type: ignore[operator]
+
+    return pick_by_key
 
 
 def _compile_gate(gate: Gate, salt: str) -> Callable[[Context, str | None], bool]:
@@ -160,6 +181,8 @@ def _segment_predicate(segment: Segment) -> Predicate:
 def _clause_plan(clause: Clause, segments: Mapping[str, Predicate]) -> ClausePlan:
     if clause.operator is Operator.SEGMENT_MATCH:
         members = tuple(segments[key] for key in clause.values)  # type: ignore[index]
+        if len(members) == 1:
+            return (_WHOLE_CONTEXT, members[0], clause.negate, _CONTEXT)
 
         def in_any(ctx: object) -> bool:
             return any(member(ctx) for member in members)

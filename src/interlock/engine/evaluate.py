@@ -97,7 +97,7 @@ def evaluate(
     """
     if flag is None:
         found = _NOT_FOUND
-    elif not isinstance(cast(object, context), Mapping):
+    elif type(context) is not dict and not isinstance(cast(object, context), Mapping):
         found = _INVALID_CONTEXT
     elif kind is not None and kind is not flag.kind:
         found = _TYPE_MISMATCH
