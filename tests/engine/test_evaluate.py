@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from interlock.engine.bucketing import BucketingMode, bucket, salt_prefix
 from interlock.engine.compiler import compile_environment
@@ -445,3 +447,22 @@ def test_a_split_buckets_the_flag_key_dot_targeting_key() -> None:
         assert evaluate(flag, {"targetingKey": key}).variation == expected
         expected = "on" if bucket(salt_prefix("s"), key) < 50_000 else "off"
         assert evaluate(custom, {"team": key}).variation == expected
+
+
+def rollout(percentage: int) -> CompiledFlag:
+    weights = (("on", percentage), ("off", 100_000 - percentage))
+    return one(FlagConfig(on=True, fallthrough=Serve(split=Split(weights))))
+
+
+@given(st.text(max_size=30), st.integers(0, 100_000), st.integers(0, 100_000))
+def test_raising_a_rollout_never_turns_a_user_off(key: str, low: int, high: int) -> None:
+    low, high = sorted((low, high))
+    if evaluate(rollout(low), {"targetingKey": key}).value is True:
+        assert evaluate(rollout(high), {"targetingKey": key}).value is True
+
+
+@pytest.mark.parametrize("percentage", [0, 100_000])
+def test_0_and_100_percent_serve_nobody_and_everybody(percentage: int) -> None:
+    flag = rollout(percentage)
+    served = {evaluate(flag, {"targetingKey": f"u{i}"}).value for i in range(500)}
+    assert served == {percentage == 100_000}
