@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
+from typing import cast
 
 import mmh3
 
@@ -43,8 +44,9 @@ from interlock.engine.operators import DATE_OPERATORS, Operator, Predicate, comp
 # object (never a context key), so its default, the whole context, is what it receives.
 _WHOLE_CONTEXT = object()
 _VALUE, _VALUE_OR_NOW, _CONTEXT = 0, 1, 2
-# (attribute, predicate, negate, default slot)
-ClausePlan = tuple[object, Predicate, bool, int]
+# (attribute, predicate, negate, default slot, exact strings): ``exact`` is the value set of
+# a case-sensitive ``in`` over strings, tested inline for string values (the common clause).
+ClausePlan = tuple[object, Predicate, bool, int, frozenset[str] | None]
 Picker = Callable[[Context, "str | None"], Evaluation]
 
 
@@ -168,7 +170,7 @@ def _segment_predicate(segment: Segment) -> Predicate:
             return False
         slots = (None, None, ctx)
         for clauses in rules:
-            for attribute, predicate, negate, slot in clauses:
+            for attribute, predicate, negate, slot, _exact in clauses:
                 if predicate(get(attribute, slots[slot])) is negate:
                     break
             else:
@@ -182,17 +184,24 @@ def _clause_plan(clause: Clause, segments: Mapping[str, Predicate]) -> ClausePla
     if clause.operator is Operator.SEGMENT_MATCH:
         members = tuple(segments[key] for key in clause.values)  # type: ignore[index]
         if len(members) == 1:
-            return (_WHOLE_CONTEXT, members[0], clause.negate, _CONTEXT)
+            return (_WHOLE_CONTEXT, members[0], clause.negate, _CONTEXT, None)
 
         def in_any(ctx: object) -> bool:
             return any(member(ctx) for member in members)
 
-        return (_WHOLE_CONTEXT, in_any, clause.negate, _CONTEXT)
+        return (_WHOLE_CONTEXT, in_any, clause.negate, _CONTEXT, None)
     predicate = compile_operator(
         clause.operator, clause.values, case_sensitive=clause.case_sensitive
     )
     slot = _VALUE_OR_NOW if clause.operator in DATE_OPERATORS else _VALUE
-    return (clause.attribute, predicate, clause.negate, slot)
+    exact = None
+    if (
+        clause.operator is Operator.IN
+        and clause.case_sensitive
+        and all(type(v) is str for v in clause.values)
+    ):
+        exact = frozenset(cast("tuple[str, ...]", clause.values))
+    return (clause.attribute, predicate, clause.negate, slot, exact)
 
 
 def _compile_serve(
@@ -301,8 +310,12 @@ def _compile_runner(
         if rule_plan:
             slots = (None, now, ctx)
             for clauses, gate, fixed, picker in rule_plan:
-                for attribute, predicate, negate, slot in clauses:
-                    if predicate(get(attribute, slots[slot])) is negate:  # type: ignore[call-overload]
+                for attribute, predicate, negate, slot, exact in clauses:
+                    value = get(attribute, slots[slot])  # type: ignore[call-overload]
+                    if exact is not None and type(value) is str:
+                        if (value in exact) is negate:
+                            break
+                    elif predicate(value) is negate:
                         break
                 else:
                     if gate is not None and not gate(ctx, rnd):
