@@ -72,8 +72,12 @@ if HAVE_SERVER:
         settings: Settings,
         prepare: bool = True,
         announce: Callable[[Any], None] = _announce_to_stderr,
+        demo: bool = False,
     ) -> Iterator[Any]:
-        """The database, migrated and seeded in embedded mode; current-schema checked otherwise."""
+        """The database, migrated and seeded in embedded mode; current-schema checked otherwise.
+
+        Demo data is loaded only on the first `serve` (demo=True), never by other commands.
+        """
         from interlock.server import bootstrap
         from interlock.server.db.engine import Database
         from interlock.server.db.migrate import SchemaOutdated
@@ -81,7 +85,8 @@ if HAVE_SERVER:
         db = Database(settings.effective_database_url)
         try:
             if prepare:
-                announce(bootstrap.prepare(settings, db))
+                seed = settings if demo else settings.model_copy(update={"load_demo_data": False})
+                announce(bootstrap.prepare(seed, db))
             yield db
         except SchemaOutdated as exc:
             _fail(str(exc))
@@ -126,7 +131,7 @@ if HAVE_SERVER:
             if first.demo_loaded:
                 log.info("demo data loaded")
 
-        with _database(settings, announce=announce):
+        with _database(settings, announce=announce, demo=True):
             pass
         url = f"http://{settings.host}:{settings.port}"
         log.info("serving", url=url, docs=f"{url}/docs", workers=settings.workers)
@@ -389,11 +394,16 @@ if HAVE_SERVER:
     def audit_verify() -> None:
         """Check the audit chain; exit 0 when intact, 1 at the first entry that is not."""
         from interlock.server.audit.service import verify
+        from interlock.server.db.migrate import require_current_schema
 
         settings = _settings()
-        # Like every command: embedded mode migrates first, PostgreSQL must be current.
-        with _database(settings) as db, db.read_session() as session:
-            result = verify(session)
+        # Embedded mode migrates first, like every command; on PostgreSQL verifying writes
+        # nothing, so the schema must already be current.
+        with _database(settings, prepare=settings.embedded) as db:
+            if not settings.embedded:
+                require_current_schema(db.engine)
+            with db.read_session() as session:
+                result = verify(session)
         if result.ok:
             print(f"audit chain intact: {result.checked} entries")
             return

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,13 +79,18 @@ class Server:
 
 
 @contextmanager
-def running(command: list[str], env: Mapping[str, str], cwd: Path, port: int) -> Iterator[Server]:
+def running(
+    command: list[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    port: int,
+    stdout_path: Path | None = None,
+) -> Iterator[Server]:
     """Start a server process, wait until /healthz answers, and make sure it ends."""
     stderr_path = cwd / f"server-{port}.stderr"
-    with stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(
-            command, env=dict(env), cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr
-        )
+    with stderr_path.open("wb") as stderr, ExitStack() as stack:
+        stdout = stack.enter_context(stdout_path.open("wb")) if stdout_path else subprocess.DEVNULL
+        process = subprocess.Popen(command, env=dict(env), cwd=cwd, stdout=stdout, stderr=stderr)
     server = Server(process, f"http://127.0.0.1:{port}", stderr_path)
     try:
         _wait_until_healthy(server)

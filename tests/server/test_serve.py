@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -15,10 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from interlock.server.app import create_app
+from interlock.server.bootstrap import DEMO_PROJECTS
 from interlock.server.settings import Settings
 from tests.conftest import PG_ADMIN_URL
 from tests.server.processes import (
     REPO,
+    clean_env,
     embedded_env,
     free_port,
     run_cli,
@@ -219,3 +222,35 @@ def test_serve_with_an_unreachable_database_stops_with_one_line(tmp_path: Path) 
     assert last_line.startswith("interlock: cannot use the database")
     assert "127.0.0.1:1" in last_line
     assert password not in result.stderr
+
+
+def test_the_first_serve_prints_the_admin_login_once_and_loads_the_demo_projects(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    env = clean_env(INTERLOCK_DATA_DIR=str(data_dir), INTERLOCK_PASSWORD_HASH_COST="minimum")
+    first_stdout, second_stdout = tmp_path / "first.out", tmp_path / "second.out"
+
+    port = free_port()
+    with running(serve_command("--port", str(port)), env, tmp_path, port, first_stdout) as server:
+        printed = first_stdout.read_text()
+        email = re.search(r"email:\s+(\S+)", printed)
+        password = re.search(r"password:\s+(\S+)", printed)
+        assert email and password, printed
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            login = client.post(
+                "/api/v1/auth/login",
+                json={"email": email.group(1), "password": password.group(1)},
+            )
+            assert login.status_code == 200, login.text
+            projects = client.get("/api/v1/projects").json()["items"]
+        server.terminate()
+        assert server.wait() == 0, server.stderr()
+    assert [p["key"] for p in projects] == ["default", *(key for key, _, _ in DEMO_PROJECTS)]
+    assert password.group(1) not in server.stderr()  # the login goes to stdout only
+
+    port = free_port()
+    with running(serve_command("--port", str(port)), env, tmp_path, port, second_stdout) as again:
+        again.terminate()
+        assert again.wait() == 0, again.stderr()
+    assert "password" not in second_stdout.read_text()
