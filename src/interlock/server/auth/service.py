@@ -202,10 +202,16 @@ def authenticate_password(
     return user if credentials.verify_password(user.password_hash, password) else None
 
 
+def sweep_expired_sessions(session: Session, now: datetime) -> int:
+    """Delete login sessions that have expired; returns how many."""
+    result = session.execute(delete(LoginSession).where(LoginSession.expires_at <= now))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def open_login_session(session: Session, user: User, hours: int) -> str:
     token = credentials.new_session_token()
     now = utcnow()
-    session.execute(delete(LoginSession).where(LoginSession.expires_at <= now))
+    sweep_expired_sessions(session, now)
     session.add(
         LoginSession(
             digest=credentials.digest(token),

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from sqlalchemy import delete
 
 from interlock.server.audit.service import verify
-from interlock.server.auth.models import LoginSession
+from interlock.server.auth import service as auth
 from interlock.server.db.base import utcnow
 from interlock.server.jobs.registry import Backoff, JobContext, job
 
@@ -34,11 +33,8 @@ def sweep_login_sessions(ctx: JobContext) -> dict[str, Any]:
     audited: nobody did anything, the sessions had already stopped working.
     """
     with ctx.db.write_session() as session:
-        # The auth domain's own table: this job is the auth domain's housekeeping.
-        deleted = session.execute(
-            delete(LoginSession).where(LoginSession.expires_at <= utcnow())
-        ).rowcount
-    return {"deleted": deleted or 0}
+        deleted = auth.sweep_expired_sessions(session, utcnow())
+    return {"deleted": deleted}
 
 
 @job("interlock.verify_audit_chain", cron="7 * * * *", enqueueable=True)
