@@ -44,7 +44,6 @@ from interlock.server.db.engine import Database
 from interlock.server.pagination import DEFAULT_PAGE_SIZE, MAX_ID, Cursor, Limit
 from interlock.server.problems import Problem, ProblemType, not_found
 from interlock.server.projects import service as projects
-from interlock.server.projects.models import Environment, Project
 from interlock.server.ratelimit import RateLimiter, enforce
 from interlock.server.settings import Settings
 
@@ -165,13 +164,8 @@ def me(
 
 
 def _describe_grant(session: Session, grant: Grant) -> RoleBindingOut:
-    project = session.get(Project, grant.project_id) if grant.project_id else None
-    environment = session.get(Environment, grant.environment_id) if grant.environment_id else None
-    return RoleBindingOut(
-        role=grant.role,
-        project=project.key if project else None,
-        environment=environment.key if environment else None,
-    )
+    project, environment = service.scope_keys(session, grant.project_id, grant.environment_id)
+    return RoleBindingOut(role=grant.role, project=project, environment=environment)
 
 
 # ---------------------------------------------------------------- users

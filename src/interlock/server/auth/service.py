@@ -60,16 +60,18 @@ def user_snapshot(session: Session, user: User) -> dict[str, Any]:
     }
 
 
+def scope_keys(
+    session: Session, project_id: int | None, environment_id: int | None
+) -> tuple[str | None, str | None]:
+    """The keys of a grant's, binding's or API key's project and environment (None: unscoped)."""
+    project = session.get(Project, project_id) if project_id else None
+    environment = session.get(Environment, environment_id) if environment_id else None
+    return (project.key if project else None, environment.key if environment else None)
+
+
 def describe_binding(session: Session, binding: RoleBinding) -> dict[str, Any]:
-    project = session.get(Project, binding.project_id) if binding.project_id else None
-    environment = (
-        session.get(Environment, binding.environment_id) if binding.environment_id else None
-    )
-    return {
-        "role": binding.role,
-        "project": project.key if project else None,
-        "environment": environment.key if environment else None,
-    }
+    project, environment = scope_keys(session, binding.project_id, binding.environment_id)
+    return {"role": binding.role, "project": project, "environment": environment}
 
 
 def bindings_of(session: Session, user_id: int) -> Sequence[RoleBinding]:
@@ -247,15 +249,14 @@ def principal_from_session(session: Session, token: str) -> Principal | None:
 
 
 def key_snapshot(session: Session, key: ApiKey) -> dict[str, Any]:
-    project = session.get(Project, key.project_id) if key.project_id else None
-    environment = session.get(Environment, key.environment_id) if key.environment_id else None
+    project, environment = scope_keys(session, key.project_id, key.environment_id)
     return {
         "id": key.id,
         "name": key.name,
         "role": key.role,
         "hint": key.hint,
-        "project": project.key if project else None,
-        "environment": environment.key if environment else None,
+        "project": project,
+        "environment": environment,
         "expires_at": key.expires_at.isoformat() if key.expires_at else None,
         "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
     }
@@ -348,14 +349,13 @@ def revoke_key(session: Session, actor: Actor, key: ApiKey, at: datetime | None 
     before = key_snapshot(session, key)
     key.revoked_at = when
     session.flush()
-    project = session.get(Project, key.project_id) if key.project_id else None
     audit.record(
         session,
         actor,
         "key.revoke",
         "api_key",
         str(key.id),
-        project_key=project.key if project else None,
+        project_key=before["project"],
         before=before,
         after=key_snapshot(session, key),
     )
